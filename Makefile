@@ -1,0 +1,58 @@
+# Two commands do everything: `make demo` and `make test`. Each creates or
+# reuses .venv and installs what it needs.
+#
+# llama-cpp-python is built from source with portable x86-64 flags: a native
+# build crashes on CPUs with AMX, and AVX-512 is missing on others, so AVX2 is
+# the common ground. The wheel is kept in a wheelhouse named after the flags
+# (pip's own cache ignores CMAKE_ARGS), so only the first install pays the build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LLAMA_CPP_VERSION := 0.3.36
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+WHEELHOUSE := $(HOME)/.cache/collab/wheels/llama-cpp-$(LLAMA_CPP_VERSION)-$(shell echo '$(CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt --find-links $(WHEELHOUSE)
+
+.PHONY: demo test lint typecheck bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+
+$(WHEELHOUSE)/.built: | $(BIN)/python
+	@echo "Building llama-cpp-python $(LLAMA_CPP_VERSION) once (about 5-10 minutes on 2 cores)..."
+	CMAKE_ARGS='$(CMAKE_ARGS)' $(BIN)/python -m pip wheel --disable-pip-version-check -q \
+		--no-deps --no-binary llama-cpp-python --no-cache-dir -w $(WHEELHOUSE) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	touch $@
+
+$(VENV)/.installed: $(BIN)/python $(WHEELHOUSE)/.built pyproject.toml constraints.txt
+	$(PIP) --no-index --force-reinstall --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev,transformers,server]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/collab demo
+
+test: install-dev
+	$(BIN)/python -m pytest -q
+
+lint: install-dev
+	$(BIN)/ruff check collab tests bench examples
+	$(BIN)/ruff format --check collab tests bench examples
+
+typecheck: install-dev
+	$(BIN)/mypy collab
+
+bench: install-dev
+	$(BIN)/python bench/models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""Decode speed of each backend, and the cost of collab's wrapper over raw llama-cpp-python.
+
+Runs side by side in one process, interleaved and repeated, so that the ratios
+hold on a shared, noisy machine even when absolute numbers drift.
+
+    python bench/models.py [--models smollm2-135m,qwen2.5-coder-0.5b,...] [--tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+from langchain_core.messages import HumanMessage
+from rich.console import Console
+from rich.table import Table
+
+from collab.models import catalog
+from collab.models.llamacpp import LlamaCppChatModel
+from collab.models.local_server import LocalLLMServer
+from collab.models.openai import OpenAICompatibleChatModel
+from collab.trace import Trace
+
+PROMPT = "Write a Python class for a bank account with deposit, withdraw and a transaction log."
+console = Console()
+
+
+def timed(fn: Callable[[], int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = fn()
+    return time.perf_counter() - start, n
+
+
+def bench_llamacpp(name: str, tokens: int, repeats: int) -> dict[str, float]:
+    """Raw ``Llama.create_completion`` vs ``LlamaCppChatModel`` on one loaded model."""
+    model = LlamaCppChatModel(model=name, temperature=0.0, max_tokens=tokens, n_ctx=2048)
+    messages = [HumanMessage(PROMPT)]
+    prompt_text = model.render(messages)
+    llama = model.llama
+
+    def raw() -> int:
+        with model.loaded.lock:
+            out = llama.create_completion(
+                prompt_text, max_tokens=tokens, temperature=0.0, top_k=40, top_p=0.95
+            )
+        return int(out["usage"]["completion_tokens"])
+
+    def wrapped() -> int:
+        msg = model.invoke(messages)
+        return Trace.from_metadata(msg.response_metadata).calls[0].output_tokens
+
+    raw(), wrapped()  # warm up: load, fill caches
+    raw_rates, wrapped_rates = [], []
+    for _ in range(repeats):  # interleaved, so drift hits both alike
+        s, n = timed(raw)
+        raw_rates.append(n / s)
+        s, n = timed(wrapped)
+        wrapped_rates.append(n / s)
+    r, w = statistics.median(raw_rates), statistics.median(wrapped_rates)
+    return {"raw": r, "collab": w, "overhead": r / w}
+
+
+def bench_server(name: str, tokens: int, repeats: int) -> float:
+    path = catalog.resolve(name)
+    with LocalLLMServer(path, alias=name, n_ctx=2048) as server:
+        model = OpenAICompatibleChatModel(
+            model=name, base_url=server.base_url, temperature=0.0, max_tokens=tokens
+        )
+        model.invoke(PROMPT)
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            n = sum(1 for c in model.stream(PROMPT) if c.content)
+            rates.append(n / (time.perf_counter() - start))
+        return statistics.median(rates)
+
+
+def bench_transformers(name: str, tokens: int, repeats: int) -> float | None:
+    try:
+        from collab.models.transformers import TransformersChatModel
+    except ImportError:
+        return None
+    model = TransformersChatModel(model=name, temperature=0.0, max_tokens=tokens)
+    model.invoke(PROMPT)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        msg = model.invoke(PROMPT)
+        n = Trace.from_metadata(msg.response_metadata).calls[0].output_tokens
+        rates.append(n / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-transformers", action="store_true")
+    args = parser.parse_args()
+
+    table = Table(
+        title=f"decode tokens/s (greedy, {args.tokens} new tokens, median of {args.repeats})"
+    )
+    for col in ("model", "llama-cpp-python raw", "collab llama.cpp", "wrapper overhead",
+                "collab via server", "collab transformers"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name in args.models.split(","):
+        console.print(f"[dim]benchmarking {name} ...[/]")
+        catalog.resolve(name)
+        llama = bench_llamacpp(name, args.tokens, args.repeats)
+        served = bench_server(name, args.tokens, args.repeats)
+        hf = None if args.no_transformers else bench_transformers(name, args.tokens, 1)
+        table.add_row(
+            name,
+            f"{llama['raw']:.1f}",
+            f"{llama['collab']:.1f}",
+            f"{llama['overhead']:.3f}x" + (" ✓" if llama["overhead"] <= 1.05 else " ✗"),
+            f"{served:.1f}",
+            "-" if hf is None else f"{hf:.1f}",
+        )
+    console.print(table)
+    console.print(
+        "wrapper overhead = raw tokens/s ÷ collab tokens/s on the same loaded model "
+        "(target ≤ 1.05). 'via server' includes HTTP and llama-cpp-python's server loop."
+    )
+
+
+if __name__ == "__main__":
+    main()

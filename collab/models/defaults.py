@@ -1,0 +1,79 @@
+"""The configured SLM and LLM, built from settings.
+
+The SLM runs in-process. The LLM is the remote server at ``llm_base_url``; with
+none configured, a local stand-in server takes its place over the same HTTP path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from collab.config import Settings, load_settings
+from collab.models import catalog
+from collab.models.llamacpp import LlamaCppChatModel, default_threads
+from collab.models.local_server import LocalLLMServer, LocalServerChatModel
+from collab.models.openai import OpenAICompatibleChatModel
+
+Announce = Callable[[str], None]
+
+_SERVERS: dict[tuple[str, int, bool], LocalLLMServer] = {}
+
+
+def make_slm(settings: Settings | None = None, **overrides: object) -> LlamaCppChatModel:
+    settings = settings or load_settings()
+    params: dict[str, object] = {
+        "model": settings.slm,
+        "n_ctx": settings.n_ctx,
+        "n_threads": settings.n_threads or default_threads(),
+        **overrides,
+    }
+    return LlamaCppChatModel.model_validate(params)
+
+
+def make_llm(
+    settings: Settings | None = None,
+    *,
+    announce: Announce | None = None,
+    logits_all: bool = False,
+    **overrides: object,
+) -> OpenAICompatibleChatModel:
+    """The remote LLM, or a local stand-in server (started on first use) when none is set."""
+    settings = settings or load_settings()
+    common: dict[str, object] = {
+        "timeout": settings.llm_timeout_s,
+        "max_retries": settings.llm_max_retries,
+        **overrides,
+    }
+    if settings.llm_base_url:
+        return OpenAICompatibleChatModel.model_validate(
+            {
+                "model": settings.llm,
+                "base_url": settings.llm_base_url,
+                "api_key": settings.llm_api_key,
+                "price": settings.price_of(settings.llm, remote=True),
+                **common,
+            }
+        )
+    server = local_server(settings, logits_all=logits_all)
+    if announce:
+        announce(
+            f"No remote LLM configured (COLLAB_LLM_BASE_URL): serving {settings.llm} on "
+            "127.0.0.1 as a stand-in, priced as a remote model."
+        )
+    return LocalServerChatModel(
+        server=server, price=settings.price_of(settings.llm, remote=True), **common
+    )
+
+
+def local_server(settings: Settings, *, logits_all: bool = False) -> LocalLLMServer:
+    """The one stand-in server for ``settings.llm`` in this process."""
+    key = (settings.llm, settings.n_ctx, logits_all)
+    if key not in _SERVERS:
+        _SERVERS[key] = LocalLLMServer(
+            catalog.resolve(settings.llm),
+            alias=settings.llm,
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            logits_all=logits_all,
+        )
+    return _SERVERS[key]

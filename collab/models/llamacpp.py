@@ -1,0 +1,289 @@
+"""GGUF models in-process through llama-cpp-python, as a LangChain chat model.
+
+One loaded model per (file, context size, threads) is shared by every
+instance that asks for it, behind one lock: llama.cpp contexts are not
+thread-safe. The KV cache is reused across calls whose prompts share a prefix.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, PrivateAttr
+
+from collab.errors import ContextLengthError, ModelLoadError
+from collab.models import catalog
+from collab.models.local import LocalChatModel, Sampling
+
+_LOOSE_CHAR = r'char ::= [^"\\]'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass
+class LoadedLlama:
+    """A llama.cpp model and context, with the lock that serialises their use."""
+
+    llama: Any
+    path: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    grammars: dict[str, Any] = field(default_factory=dict)
+    pieces: dict[int, bytes] = field(default_factory=dict)
+
+
+_LOADED: dict[tuple[str, int, int, int], LoadedLlama] = {}
+_LOADING = threading.Lock()
+
+
+def default_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def load_llama(path: Path, *, n_ctx: int, n_threads: int, n_batch: int) -> LoadedLlama:
+    """The shared loaded model for these settings; loads it on first use."""
+    key = (str(path.resolve()), n_ctx, n_threads, n_batch)
+    with _LOADING:
+        if key not in _LOADED:
+            from llama_cpp import Llama
+
+            catalog.check_gguf(path)
+            try:
+                llama = Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    n_batch=n_batch,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ModelLoadError(
+                    f"llama.cpp could not load {path}: {exc}",
+                    hint="the file may be truncated or corrupt; fetch it again "
+                    "(`collab models pull NAME`) or pass another GGUF file",
+                ) from exc
+            _LOADED[key] = LoadedLlama(llama=llama, path=path)
+        return _LOADED[key]
+
+
+class LlamaCppChatModel(LocalChatModel):
+    """A GGUF model run in-process by llama.cpp.
+
+    ``model`` is a catalog name (``collab models list``), a ``.gguf`` path, or
+    ``hf:OWNER/REPO/FILE.gguf`` when online. The model loads on first use.
+    """
+
+    model: str = Field("smollm2-135m", description="catalog name or GGUF path")
+    n_ctx: int = Field(4096, ge=64)
+    n_threads: int = Field(default_factory=default_threads, ge=1)
+    n_batch: int = Field(512, ge=1)
+
+    _loaded: LoadedLlama | None = PrivateAttr(None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llamacpp"
+
+    @property
+    def loaded(self) -> LoadedLlama:
+        if self._loaded is None:
+            path = catalog.resolve(self.model)
+            self._loaded = load_llama(
+                path, n_ctx=self.n_ctx, n_threads=self.n_threads, n_batch=self.n_batch
+            )
+        return self._loaded
+
+    @property
+    def llama(self) -> Any:
+        """The underlying ``llama_cpp.Llama``; hold ``loaded.lock`` while using it."""
+        return self.loaded.llama
+
+    # ---- engine hooks -------------------------------------------------------------
+
+    def _lock(self) -> threading.Lock:
+        return self.loaded.lock
+
+    def _n_ctx(self) -> int:
+        return int(self.llama.n_ctx())
+
+    def _chat_template(self) -> tuple[str, str, str]:
+        llama = self.llama
+        template = llama.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+        return (
+            template,
+            self._special_text(llama.token_bos()),
+            self._special_text(llama.token_eos()),
+        )
+
+    def _special_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return bytes(self.llama.detokenize([token], special=True)).decode("utf-8", "replace")
+
+    def _encode(self, text: str) -> list[int]:
+        _, bos, _ = self._chat_template()
+        add_bos = not (bos and text.startswith(bos))
+        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def _generate_tokens(
+        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
+    ) -> Generator[int, None, None]:
+        llama = self.llama
+        llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
+        # llama.cpp's numbers depend slightly on batch shape. Evaluating the last
+        # prompt token on its own, whether or not the rest came from the cache,
+        # keeps greedy output identical across calls.
+        if len(prompt) > 1:
+            self.logits_unlocked(prompt[:-1], len(prompt) - 1)
+        tokens: Generator[int, None, None] = llama.generate(
+            prompt,
+            temp=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            grammar=self._grammar(schema) if schema is not None else None,
+        )
+        return tokens
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+        key = json.dumps(schema)  # key order kept: properties are emitted in schema order
+        grammars = self.loaded.grammars
+        if key not in grammars:
+            # The converter lets strings hold raw control characters, which JSON
+            # forbids; allow only escaped ones.
+            gbnf = json_schema_to_gbnf(key).replace(_LOOSE_CHAR, _JSON_CHAR)
+            grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return grammars[key]
+
+    def _piece(self, token: int) -> bytes:
+        pieces = self.loaded.pieces
+        if token not in pieces:
+            import llama_cpp
+
+            vocab = self.llama._model.vocab
+            size = 64
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+                if n >= 0:
+                    break
+                size = -n
+            pieces[token] = buf.raw[:n]
+        return pieces[token]
+
+    def _is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
+
+    # ---- token-level protocol -----------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return list(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(self.llama.detokenize(list(tokens))).decode("utf-8", "replace")
+
+    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        """Next-token logits after each of ``tokens[first:]``, shape (len - first, vocab).
+
+        ``first == len(tokens)`` only fills the KV cache.
+
+        Reuses the KV cache for the longest prefix already evaluated and rolls
+        back the rest, so a caller that extends or trims a sequence never pays
+        for the shared prefix twice. Takes the model's lock.
+        """
+        with self._lock():
+            return self.logits_unlocked(tokens, first)
+
+    def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        """``logits`` for a caller that already holds ``loaded.lock``."""
+        llama = self.llama
+        toks = list(tokens)
+        n = len(toks)
+        if not 0 <= first <= n:
+            raise ValueError(f"first={first} must index into the {n} tokens")
+        if n > self._n_ctx():
+            raise ContextLengthError(
+                f"{n} tokens do not fit the context of {self._n_ctx()}",
+                hint="shorten the input, or load the model with a larger n_ctx",
+            )
+        cached = llama.input_ids[: llama.n_tokens]
+        prefix = 0
+        for a, b in zip(cached, toks, strict=False):
+            if a != b:
+                break
+            prefix += 1
+        keep = min(prefix, first)
+        llama._ctx.kv_cache_seq_rm(-1, keep, -1)
+        llama.n_tokens = keep
+        n_vocab = int(llama.n_vocab())
+        rows = np.empty((n - first, n_vocab), dtype=np.float32)
+        batch = llama._batch
+        raw = batch.batch
+        pos = keep
+        try:
+            while pos < n:
+                chunk = toks[pos : pos + self.n_batch]
+                for i, token in enumerate(chunk):
+                    raw.token[i] = token
+                    raw.pos[i] = pos + i
+                    raw.seq_id[i][0] = 0
+                    raw.n_seq_id[i] = 1
+                    raw.logits[i] = pos + i >= first
+                raw.n_tokens = len(chunk)
+                llama._ctx.decode(batch)
+                for i in range(len(chunk)):
+                    if pos + i >= first:
+                        ptr = llama._ctx.get_logits_ith(i)
+                        rows[pos + i - first] = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+                llama.input_ids[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+                llama.n_tokens = pos
+        finally:
+            # The sampler's view of "current logits" no longer holds; the next
+            # generate() re-evaluates its last prompt token.
+            llama._requires_eval = True
+        return rows
+
+    def continuation_logprobs(
+        self, prompt: Sequence[int], continuation: Sequence[int]
+    ) -> list[float]:
+        if not prompt:
+            raise ValueError("continuation_logprobs needs at least one prompt token")
+        if not continuation:
+            return []
+        full = [*prompt, *continuation]
+        rows = self.logits(full[:-1], len(prompt) - 1)
+        logp = log_softmax(rows)
+        return [float(logp[i, t]) for i, t in enumerate(continuation)]
+
+    def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
+        logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]
+        top = np.argpartition(-logp, min(k, logp.size - 1))[:k]
+        top = top[np.argsort(-logp[top])]
+        return [(int(t), float(logp[t])) for t in top]
+
+
+def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    out: npt.NDArray[np.float32] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return out

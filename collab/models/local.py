@@ -1,0 +1,487 @@
+"""The chat-model surface shared by in-process backends (llama.cpp, transformers).
+
+A backend supplies a few engine hooks (tokenize, a token generator with an
+optional JSON-schema constraint, token bytes, end-of-generation test); this
+class turns them into a LangChain chat model: chat templates, streaming with
+stop strings, tool calls decoded under a grammar, structured output, usage
+and trace, and async that never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import threading
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import ConfigDict, Field
+
+from collab.errors import ContextLengthError, ModelOutputError
+from collab.models.base import (
+    TOOL_CALL_MIN_TOKENS,
+    TOOL_OPEN,
+    ToolChoice,
+    ToolLike,
+    chat_dicts,
+    chosen_tool_names,
+    new_tool_call_id,
+    parse_tool_call,
+    to_openai_tools,
+    tool_call_schema,
+)
+from collab.models.structured import structured_output
+from collab.trace import TRACE_KEY, ModelCall, Stopwatch, Trace
+
+JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
+
+
+@dataclass
+class Sampling:
+    """Decoding settings of one call. temperature 0 means greedy."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    max_tokens: int = 512
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunStats:
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+class LocalChatModel(BaseChatModel):
+    """Base of the in-process backends; see the module docstring."""
+
+    model: str = Field(description="catalog name or path of the model")
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(40, ge=0)
+    max_tokens: int = Field(512, ge=1)
+    seed: int | None = None
+    stop: list[str] | None = Field(None, alias="stop_sequences")
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    # ---- engine hooks -------------------------------------------------------------
+
+    @abstractmethod
+    def _lock(self) -> threading.Lock: ...
+
+    @abstractmethod
+    def _n_ctx(self) -> int: ...
+
+    @abstractmethod
+    def _chat_template(self) -> tuple[str, str, str]:
+        """(jinja template, bos token text, eos token text)."""
+
+    @abstractmethod
+    def _encode(self, text: str) -> list[int]:
+        """Token ids of a rendered prompt (special tokens parsed, BOS as the model wants)."""
+
+    @abstractmethod
+    def _generate_tokens(
+        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
+    ) -> Generator[int, None, None]:
+        """Sampled tokens after ``prompt``; under ``schema`` when given. Caller holds the lock."""
+
+    @abstractmethod
+    def _piece(self, token: int) -> bytes: ...
+
+    @abstractmethod
+    def _is_eog(self, token: int) -> bool: ...
+
+    @property
+    def _location(self) -> Literal["local"]:
+        return "local"
+
+    # ---- LangChain plumbing -------------------------------------------------------
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider=self._llm_type,
+            ls_model_name=self.model,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def bind_tools(
+        self,
+        tools: Sequence[ToolLike],
+        *,
+        tool_choice: ToolChoice = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        specs = to_openai_tools(tools)
+        chosen_tool_names(specs, tool_choice)  # refuse a bad choice now, not at call time
+        return self.bind(tools=specs, tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        return structured_output(self, schema, method=method, include_raw=include_raw, **kwargs)
+
+    def _sampling(self, stop: list[str] | None, kwargs: dict[str, Any]) -> Sampling:
+        return Sampling(
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            top_p=float(kwargs.get("top_p", self.top_p)),
+            top_k=int(kwargs.get("top_k", self.top_k)),
+            max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
+            seed=kwargs.get("seed", self.seed),
+            stop=list(stop or self.stop or []),
+        )
+
+    # ---- prompt rendering ---------------------------------------------------------
+
+    def render(
+        self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]] | None = None
+    ) -> str:
+        """The prompt text the model sees for ``messages`` (and ``tools``)."""
+        template, bos, eos = self._chat_template()
+        native_tools = bool(tools) and "tools" in template
+        return str(
+            _jinja(template).render(
+                messages=chat_dicts(messages, tools, native_tools=native_tools),
+                tools=tools if native_tools else None,
+                add_generation_prompt=True,
+                bos_token=bos,
+                eos_token=eos,
+            )
+        )
+
+    def count_prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        return len(self._encode(self.render(messages)))
+
+    # ---- generation -----------------------------------------------------------------
+
+    def _decode_text(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        schema: dict[str, Any] | None,
+        stats: RunStats,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Text pieces, honouring stop strings and max_tokens; fills ``stats``."""
+        room = self._n_ctx() - len(prompt)
+        if room < 1:
+            raise ContextLengthError(
+                f"the prompt has {len(prompt)} tokens; the context holds {self._n_ctx()}",
+                hint="shorten the conversation, or load the model with a larger n_ctx",
+            )
+        budget = min(sampling.max_tokens, room)
+        stats.prompt_tokens += len(prompt)
+        stats.finish_reason = "length"
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        hold = max((len(s) for s in sampling.stop), default=1) - 1
+        pending = ""
+        produced = 0
+        gen = self._generate_tokens(prompt, sampling, schema)
+        try:
+            for token in gen:
+                if cancel is not None and cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    return
+                if self._is_eog(token):
+                    stats.finish_reason = "stop"
+                    break
+                produced += 1
+                stats.output_tokens += 1
+                pending += decoder.decode(self._piece(token))
+                cut = _first_stop(pending, sampling.stop)
+                if cut is not None:
+                    if pending[:cut]:
+                        yield pending[:cut]
+                    pending = ""
+                    stats.finish_reason = "stop"
+                    return
+                if len(pending) > hold:
+                    emit, pending = pending[: len(pending) - hold], pending[len(pending) - hold :]
+                    yield emit
+                if produced >= budget:
+                    break
+        finally:
+            gen.close()
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            yield pending
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        yield from self._stream_cancellable(messages, stop, run_manager, None, **kwargs)
+
+    def _stream_cancellable(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+        cancel: threading.Event | None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        sampling = self._sampling(stop, kwargs)
+        tools: list[dict[str, Any]] = kwargs.get("tools") or []
+        names = chosen_tool_names(tools, kwargs.get("tool_choice")) if tools else []
+        response_format = kwargs.get("response_format")
+        schema = _schema_of(response_format)
+        offer = tools if names is None or names else None  # tool_choice "none" hides them
+        prompt_text = self.render(messages, offer)
+        stats = RunStats()
+        watch = Stopwatch()
+
+        def emit(text: str) -> ChatGenerationChunk:
+            watch.mark_first()
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+            if run_manager:
+                run_manager.on_llm_new_token(text, chunk=chunk)
+            return chunk
+
+        with self._lock():
+            prompt = self._encode(prompt_text)
+            if names:  # a call is required: decode it under the grammar from the start
+                call_text = self._forced_call(prompt_text, sampling, tools, names, stats)
+                yield self._tool_chunk(call_text, run_manager, watch)
+            elif names is None:  # auto: text, unless the model opens a tool call
+                held = ""
+                deciding = True
+                for piece in self._decode_text(prompt, sampling, None, stats, cancel):
+                    if not deciding:
+                        yield emit(piece)
+                        continue
+                    held += piece
+                    probe = held.lstrip()
+                    if probe.startswith(TOOL_OPEN):
+                        break
+                    if TOOL_OPEN.startswith(probe):
+                        continue
+                    deciding = False
+                    yield emit(held)
+                if deciding and held.lstrip().startswith(TOOL_OPEN):
+                    stats.prompt_tokens -= len(prompt)  # the prefilled prompt is counted instead
+                    call_text = self._forced_call(prompt_text, sampling, tools, None, stats)
+                    yield self._tool_chunk(call_text, run_manager, watch)
+                elif deciding and held:
+                    yield emit(held)
+            else:
+                for piece in self._decode_text(prompt, sampling, schema, stats, cancel):
+                    yield emit(piece)
+        watch.stop()
+        yield self._final_chunk(stats, watch)
+
+    def _forced_call(
+        self,
+        prompt_text: str,
+        sampling: Sampling,
+        tools: list[dict[str, Any]],
+        names: list[str] | None,
+        stats: RunStats,
+    ) -> str:
+        """JSON of one call to one of ``names`` (all tools if None), grammar-constrained."""
+        schema = tool_call_schema(tools, names or [t["function"]["name"] for t in tools])
+        prefilled = self._encode(prompt_text + TOOL_OPEN + "\n")
+        # A call cut short is no call: give it room to close its (bounded) JSON.
+        budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
+        no_stop = Sampling(**{**sampling.__dict__, "stop": [], "max_tokens": budget})
+        text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
+        stats.finish_reason = "tool_calls"
+        return text
+
+    def _tool_chunk(
+        self, call_text: str, run_manager: CallbackManagerForLLMRun | None, watch: Stopwatch
+    ) -> ChatGenerationChunk:
+        try:
+            call = parse_tool_call(call_text)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelOutputError(
+                f"{self.model} produced a tool call that does not parse: {call_text!r}",
+                hint="the call outgrew its token budget; give the tool fewer or "
+                "shorter (maxLength) arguments",
+            ) from exc
+        watch.mark_first()
+        args = json.dumps(call["args"], ensure_ascii=False)
+        msg = AIMessageChunk(
+            content="",
+            tool_call_chunks=[
+                tool_call_chunk(
+                    name=call["name"], args=args, id=call["id"] or new_tool_call_id(), index=0
+                )
+            ],
+        )
+        chunk = ChatGenerationChunk(message=msg)
+        if run_manager:
+            run_manager.on_llm_new_token("", chunk=chunk)
+        return chunk
+
+    def _final_chunk(self, stats: RunStats, watch: Stopwatch) -> ChatGenerationChunk:
+        call = ModelCall(
+            model=self.model,
+            location=self._location,
+            input_tokens=stats.prompt_tokens,
+            output_tokens=stats.output_tokens,
+            latency_s=watch.elapsed,
+            time_to_first_token_s=watch.ttft,
+        )
+        trace = Trace(calls=[call])
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=trace.usage_metadata(),
+                response_metadata={
+                    "model_name": self.model,
+                    "finish_reason": stats.finish_reason,
+                    TRACE_KEY: trace.to_metadata(),
+                },
+                chunk_position="last",
+            ),
+            generation_info={"finish_reason": stats.finish_reason},
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        # Generation runs in a worker thread; leaving the loop early (a client that
+        # disconnects, a cancelled task) stops it at the next token.
+        cancel = threading.Event()
+        source = self._stream_cancellable(messages, stop, None, cancel, **kwargs)
+        async for chunk in _iterate_in_thread(source, cancel):
+            if run_manager and isinstance(chunk.message.content, str):
+                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
+            yield chunk
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        chunks = [c async for c in self._astream(messages, stop, run_manager, **kwargs)]
+        return generate_from_stream(iter(chunks))
+
+
+async def _iterate_in_thread(
+    source: Iterator[ChatGenerationChunk], cancel: threading.Event
+) -> AsyncIterator[ChatGenerationChunk]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for item in source:
+                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+                if cancel.is_set():
+                    break
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+        except BaseException as exc:  # handed to the awaiting side, re-raised there
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+
+    worker = loop.run_in_executor(None, pump)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                break
+    finally:
+        cancel.set()
+        await asyncio.shield(worker)
+
+
+def _first_stop(text: str, stops: list[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _schema_of(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema an OpenAI-style ``response_format`` asks for, if any."""
+    if response_format is None:
+        return None
+    if isinstance(response_format, dict):
+        kind = response_format.get("type")
+        if kind == "json_object":
+            return JSON_OBJECT_SCHEMA
+        if kind == "json_schema":
+            inner = response_format.get("json_schema", {})
+            schema = inner.get("schema", inner)
+            return schema if isinstance(schema, dict) else JSON_OBJECT_SCHEMA
+        if kind == "text":
+            return None
+        return response_format  # a bare JSON schema
+    raise ModelOutputError(
+        f"unsupported response_format {response_format!r}",
+        hint='pass {"type": "json_schema", "json_schema": {"schema": ...}} or a JSON schema dict',
+    )
+
+
+_JINJA = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+
+def _raise(message: str) -> None:
+    raise ModelOutputError(f"chat template refused the conversation: {message}")
+
+
+_JINJA.globals["raise_exception"] = _raise
+_JINJA.policies["json.dumps_kwargs"] = {"ensure_ascii": False}
+_TEMPLATES: dict[str, Any] = {}
+
+
+def _jinja(template: str) -> Any:
+    if template not in _TEMPLATES:
+        _TEMPLATES[template] = _JINJA.from_string(template)
+    return _TEMPLATES[template]

@@ -1,0 +1,35 @@
+"""The command line, run as a user would."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from collab.cli import app
+
+runner = CliRunner()
+
+
+def test_models_list_shows_the_embedded_model() -> None:
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    assert "smollm2-135m" in result.output and "ready" in result.output
+
+
+def test_pull_of_unknown_model_is_a_friendly_error() -> None:
+    result = runner.invoke(app, ["models", "pull", "nope"])
+    assert result.exit_code == 1
+    assert "'nope' is neither a catalog name nor a file" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_demo_runs_offline_with_both_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SmolLM2 in both roles keeps the test fast; the real demo uses Qwen 1.5B as the LLM.
+    monkeypatch.setenv("COLLAB_LLM", "smollm2-135m")
+    monkeypatch.setenv("COLLAB_N_CTX", "1024")
+    result = runner.invoke(app, ["demo"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "easy question → SLM" in result.output and "hard question → LLM" in result.output
+    assert "stand-in" in result.output
+    assert "local" in result.output and "remote" in result.output
+    assert "saved" in result.output
