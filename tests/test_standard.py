@@ -11,9 +11,9 @@ from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.openai import OpenAICompatibleChatModel
 from tests.servers import SMOL, smol_server
 
-LLAMA_PARAMS: dict[str, Any] = {
-    "model": SMOL, "temperature": 0.0, "max_tokens": 64, "n_ctx": 2048, "n_threads": 2,
-}  # fmt: skip
+LLAMA_PARAMS: dict[str, Any] = {"model": SMOL, "temperature": 0.0, "n_ctx": 2048, "n_threads": 2}
+# Short answers keep the suite fast on two cores; the tests themselves may override.
+SHORT = {"max_tokens": 64}
 
 
 class TestLlamaCppUnit(ChatModelUnitTests):
@@ -32,8 +32,16 @@ class TestLlamaCppIntegration(ChatModelIntegrationTests):
         return LlamaCppChatModel
 
     @property
+    def supports_model_override(self) -> bool:
+        return False  # one loaded model per instance; another model is another instance
+
+    @property
     def chat_model_params(self) -> dict[str, Any]:
         return LLAMA_PARAMS
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        return SHORT
 
     @property
     def has_tool_choice(self) -> bool:
@@ -66,8 +74,11 @@ class TestOpenAICompatibleIntegration(ChatModelIntegrationTests):
             "model": SMOL,
             "base_url": smol_server().base_url,
             "temperature": 0.0,
-            "max_tokens": 64,
         }
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        return SHORT
 
     @property
     def has_tool_choice(self) -> bool:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from langchain_core.messages import BaseMessage, convert_to_openai_messages
+from langchain_core.messages import BaseMessage, SystemMessage, convert_to_openai_messages
 from langchain_core.messages.tool import ToolCall, tool_call
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -16,8 +16,12 @@ from pydantic import BaseModel
 
 from collab.errors import CapabilityError, ConfigurationError, ModelOutputError
 
+# Templates with native tool support (Qwen, Hermes) wrap calls in these tags.
+# For the rest, collab teaches a bare JSON call: the format small models most
+# readily produce.
 TOOL_OPEN = "<tool_call>"
 TOOL_CLOSE = "</tool_call>"
+CALL_START = '{"'
 
 ToolLike = dict[str, Any] | type[BaseModel] | BaseTool | Any
 ToolChoice = Literal["auto", "any", "none", "required"] | str | dict[str, Any] | bool | None
@@ -145,8 +149,15 @@ MAX_STRING_CHARS = 160
 TOOL_CALL_MIN_TOKENS = 512
 
 
+SMALL_INT_RANGE = 256
+
+
 def bounded(schema: Any) -> Any:
-    """``schema`` with a ``maxLength`` on every string that lacks one."""
+    """``schema`` made safe to decode under a grammar.
+
+    Strings get a ``maxLength``; small integer ranges become enums, since
+    grammar converters ignore ``minimum``/``maximum`` but honour ``enum``.
+    """
     if isinstance(schema, list):
         return [bounded(s) for s in schema]
     if not isinstance(schema, dict):
@@ -154,7 +165,37 @@ def bounded(schema: Any) -> Any:
     out = {k: bounded(v) for k, v in schema.items()}
     if out.get("type") == "string" and "maxLength" not in out and "enum" not in out:
         out["maxLength"] = MAX_STRING_CHARS
+    low, high = out.get("minimum"), out.get("maximum")
+    if isinstance(out.get("exclusiveMinimum"), int):
+        low = out["exclusiveMinimum"] + 1
+    if isinstance(out.get("exclusiveMaximum"), int):
+        high = out["exclusiveMaximum"] - 1
+    if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int):
+        span = high - low
+        if 0 <= span < SMALL_INT_RANGE:
+            out["enum"] = list(range(low, high + 1))
     return out
+
+
+_SCALAR: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "maxLength": MAX_STRING_CHARS},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+# JSON mode: any object, two levels deep, so that decoding always ends.
+JSON_OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {
+        "anyOf": [
+            *_SCALAR["anyOf"],
+            {"type": "array", "items": _SCALAR, "maxItems": 32},
+            {"type": "object", "additionalProperties": _SCALAR},
+        ]
+    },
+}
 
 
 def tool_call_schema(tools: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
@@ -193,11 +234,10 @@ def tool_prompt(tools: list[dict[str, Any]]) -> str:
     """Instructions that teach a model without native tool support to call ``tools``."""
     listing = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
     return (
-        "You can call these tools:\n"
+        "You are an assistant with access to these functions:\n"
         f"{listing}\n"
-        f"To call a tool, reply with {TOOL_OPEN}"
-        '{"name": <tool name>, "arguments": <arguments object>}'
-        f"{TOOL_CLOSE} and nothing else. If no tool fits, answer directly."
+        'If a function can help, reply only with a JSON object {"name": <function name>, '
+        '"arguments": {...}}. Otherwise answer normally.'
     )
 
 
@@ -247,10 +287,7 @@ def chat_dicts(
         if calls and native_tools:
             d["tool_calls"] = [{"type": "function", "function": _call_json(c)} for c in calls]
         elif calls:
-            d["content"] += "".join(
-                f"{TOOL_OPEN}\n{json.dumps(_call_json(c), ensure_ascii=False)}\n{TOOL_CLOSE}"
-                for c in calls
-            )
+            d["content"] += "\n".join(json.dumps(_call_json(c), ensure_ascii=False) for c in calls)
         if m["role"] == "tool" and "tool_call_id" in m:
             d["tool_call_id"] = m["tool_call_id"]
         dicts.append(d)
@@ -263,12 +300,24 @@ def chat_dicts(
     return dicts
 
 
+def opens_call(text: str) -> bool | None:
+    """Whether a reply that starts with ``text`` is a tool call; None while undecided."""
+    probe = text.lstrip()
+    for opening in (TOOL_OPEN, CALL_START):
+        if probe.startswith(opening):
+            return True
+        if opening.startswith(probe):
+            return None
+    return False
+
+
 def split_tool_call_text(text: str) -> ToolCall | None:
-    """The call in a ``<tool_call>{...}</tool_call>`` reply, None if the reply is prose."""
+    """The call in a ``{"name": ..., "arguments": ...}`` reply (tags optional), else None."""
     body = text.strip()
-    if not body.startswith(TOOL_OPEN):
+    if body.startswith(TOOL_OPEN):
+        body = body.removeprefix(TOOL_OPEN).split(TOOL_CLOSE, 1)[0].strip()
+    if not body.startswith("{"):
         return None
-    body = body.removeprefix(TOOL_OPEN).split(TOOL_CLOSE, 1)[0].strip()
     try:
         return parse_tool_call(body)
     except (ValueError, KeyError, TypeError) as exc:
@@ -276,3 +325,21 @@ def split_tool_call_text(text: str) -> ToolCall | None:
             f"the model opened a tool call that does not parse: {body[:200]!r}",
             hint="force the call with tool_choice='any' so decoding is constrained",
         ) from exc
+
+
+def schema_prompt(schema: dict[str, Any]) -> str:
+    """Instructions that tell a model the shape its (constrained) reply will take."""
+    return (
+        "Reply with a JSON object that matches this JSON schema, filled in for the "
+        f"request:\n{json.dumps(schema, ensure_ascii=False)}"
+    )
+
+
+def with_system_hint(messages: Sequence[BaseMessage], hint: str) -> list[BaseMessage]:
+    """``messages`` with ``hint`` appended to the system message (added if missing)."""
+    out = list(messages)
+    if out and isinstance(out[0], SystemMessage):
+        out[0] = SystemMessage(f"{text_content(out[0].content)}\n\n{hint}")
+    else:
+        out.insert(0, SystemMessage(hint))
+    return out

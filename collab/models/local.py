@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -31,23 +33,27 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
-from collab.errors import ContextLengthError, ModelOutputError
+from collab.errors import ConfigurationError, ContextLengthError, ModelOutputError
 from collab.models.base import (
+    CALL_START,
+    JSON_OBJECT_SCHEMA,
     TOOL_CALL_MIN_TOKENS,
     TOOL_OPEN,
     ToolChoice,
     ToolLike,
+    bounded,
     chat_dicts,
     chosen_tool_names,
     new_tool_call_id,
+    opens_call,
     parse_tool_call,
+    schema_prompt,
     to_openai_tools,
     tool_call_schema,
+    with_system_hint,
 )
 from collab.models.structured import structured_output
 from collab.trace import TRACE_KEY, ModelCall, Stopwatch, Trace
-
-JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
 @dataclass
@@ -73,6 +79,13 @@ class LocalChatModel(BaseChatModel):
     """Base of the in-process backends; see the module docstring."""
 
     model: str = Field(description="catalog name or path of the model")
+    tool_call_threshold: float = Field(
+        0.002,
+        ge=0.0,
+        le=1.0,
+        description="with tool_choice='auto', call a tool when the model gives at least this "
+        "probability to opening a call (small models rarely make it their top choice)",
+    )
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     top_k: int = Field(40, ge=0)
@@ -108,6 +121,13 @@ class LocalChatModel(BaseChatModel):
     def _piece(self, token: int) -> bytes: ...
 
     @abstractmethod
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
+
+    @abstractmethod
+    def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        """Next-token logits after each of ``tokens[first:]``; caller holds the lock."""
+
+    @abstractmethod
     def _is_eog(self, token: int) -> bool: ...
 
     @property
@@ -123,7 +143,7 @@ class LocalChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider=self._llm_type,
-            ls_model_name=self.model,
+            ls_model_name=kwargs.get("model", self.model),
             ls_model_type="chat",
             ls_temperature=kwargs.get("temperature", self.temperature),
             ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
@@ -165,12 +185,20 @@ class LocalChatModel(BaseChatModel):
 
     # ---- prompt rendering ---------------------------------------------------------
 
+    def _native_tools(self, tools: list[dict[str, Any]] | None) -> bool:
+        """Whether the chat template renders tools itself (and expects tagged calls)."""
+        return bool(tools) and "tools" in self._chat_template()[0]
+
+    def _call_opening(self, tools: list[dict[str, Any]]) -> str:
+        """What the model writes before the call's JSON."""
+        return TOOL_OPEN + "\n" if self._native_tools(tools) else ""
+
     def render(
         self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]] | None = None
     ) -> str:
         """The prompt text the model sees for ``messages`` (and ``tools``)."""
         template, bos, eos = self._chat_template()
-        native_tools = bool(tools) and "tools" in template
+        native_tools = self._native_tools(tools)
         return str(
             _jinja(template).render(
                 messages=chat_dicts(messages, tools, native_tools=native_tools),
@@ -255,12 +283,19 @@ class LocalChatModel(BaseChatModel):
         cancel: threading.Event | None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        if kwargs.get("model", self.model) != self.model:
+            raise ConfigurationError(
+                f"{self.model} is loaded in-process and cannot answer as {kwargs['model']!r}",
+                hint=f"create another {type(self).__name__} for that model",
+            )
         sampling = self._sampling(stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         names = chosen_tool_names(tools, kwargs.get("tool_choice")) if tools else []
         response_format = kwargs.get("response_format")
         schema = _schema_of(response_format)
         offer = tools if names is None or names else None  # tool_choice "none" hides them
+        if schema is not None and schema is not JSON_OBJECT_SCHEMA:
+            messages = with_system_hint(messages, schema_prompt(schema))
         prompt_text = self.render(messages, offer)
         stats = RunStats()
         watch = Stopwatch()
@@ -272,34 +307,41 @@ class LocalChatModel(BaseChatModel):
                 run_manager.on_llm_new_token(text, chunk=chunk)
             return chunk
 
+        threshold = float(kwargs.get("tool_call_threshold", self.tool_call_threshold))
         with self._lock():
             prompt = self._encode(prompt_text)
             if names:  # a call is required: decode it under the grammar from the start
                 call_text = self._forced_call(prompt_text, sampling, tools, names, stats)
                 yield self._tool_chunk(call_text, run_manager, watch)
-            elif names is None:  # auto: text, unless the model opens a tool call
+            elif names is None and self._call_probability(prompt, tools) >= threshold:
+                call_text = self._forced_call(prompt_text, sampling, tools, None, stats)
+                yield self._tool_chunk(call_text, run_manager, watch)
+            elif names is None:  # auto, and a call is unlikely: text, unless one opens anyway
                 held = ""
-                deciding = True
+                decided: bool | None = None
                 for piece in self._decode_text(prompt, sampling, None, stats, cancel):
-                    if not deciding:
+                    if decided is False:
                         yield emit(piece)
                         continue
                     held += piece
-                    probe = held.lstrip()
-                    if probe.startswith(TOOL_OPEN):
+                    decided = opens_call(held)
+                    if decided:
                         break
-                    if TOOL_OPEN.startswith(probe):
-                        continue
-                    deciding = False
-                    yield emit(held)
-                if deciding and held.lstrip().startswith(TOOL_OPEN):
+                    if decided is False:
+                        yield emit(held)
+                if decided:
                     stats.prompt_tokens -= len(prompt)  # the prefilled prompt is counted instead
                     call_text = self._forced_call(prompt_text, sampling, tools, None, stats)
                     yield self._tool_chunk(call_text, run_manager, watch)
-                elif deciding and held:
+                elif decided is None and held:
                     yield emit(held)
+            elif schema is not None:  # structured output: bounded, and room to finish
+                budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
+                room = Sampling(**{**sampling.__dict__, "max_tokens": budget})
+                for piece in self._decode_text(prompt, room, bounded(schema), stats, cancel):
+                    yield emit(piece)
             else:
-                for piece in self._decode_text(prompt, sampling, schema, stats, cancel):
+                for piece in self._decode_text(prompt, sampling, None, stats, cancel):
                     yield emit(piece)
         watch.stop()
         yield self._final_chunk(stats, watch)
@@ -314,13 +356,20 @@ class LocalChatModel(BaseChatModel):
     ) -> str:
         """JSON of one call to one of ``names`` (all tools if None), grammar-constrained."""
         schema = tool_call_schema(tools, names or [t["function"]["name"] for t in tools])
-        prefilled = self._encode(prompt_text + TOOL_OPEN + "\n")
+        prefilled = self._encode(prompt_text + self._call_opening(tools))
         # A call cut short is no call: give it room to close its (bounded) JSON.
         budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
         no_stop = Sampling(**{**sampling.__dict__, "stop": [], "max_tokens": budget})
         text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
         stats.finish_reason = "tool_calls"
         return text
+
+    def _call_probability(self, prompt: list[int], tools: list[dict[str, Any]]) -> float:
+        """The probability the model gives to opening a tool call after ``prompt``."""
+        opening = self.tokenize(self._call_opening(tools) + CALL_START)
+        rows = self.logits_unlocked([*prompt, *opening[:-1]], len(prompt) - 1)
+        logp = rows - np.logaddexp.reduce(rows, axis=-1, keepdims=True)
+        return float(np.exp(sum(logp[i, t] for i, t in enumerate(opening))))
 
     def _tool_chunk(
         self, call_text: str, run_manager: CallbackManagerForLLMRun | None, watch: Stopwatch

@@ -103,6 +103,8 @@ class LocalLLMServer:
                 "--n_threads", str(self.n_threads),
                 "--n_threads_batch", str(self.n_threads),
                 "--logits_all", "true" if self.logits_all else "false",
+                # by default a new request cuts off the one in flight; queue them instead
+                "--interrupt_requests", "false",
                 *self.extra_args,
             ]  # fmt: skip
             self.process = subprocess.Popen(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
@@ -33,12 +34,15 @@ from collab.errors import (
 )
 from collab.models.base import (
     TOOL_CALL_MIN_TOKENS,
-    TOOL_OPEN,
     ToolChoice,
     ToolLike,
+    bounded,
     chat_dicts,
     chosen_tool_names,
+    opens_call,
+    schema_prompt,
     split_tool_call_text,
+    text_content,
     to_openai_messages,
     to_openai_tools,
     tool_call_schema,
@@ -116,6 +120,31 @@ def capabilities_for(kind: ServerKind) -> ServerCapabilities:
     return ServerCapabilities(kind=kind)
 
 
+@dataclass
+class _Plan:
+    body: dict[str, Any]
+    tools: list[dict[str, Any]]
+    threshold: float
+    prompted: bool = False  # tool calls come back as text, parsed here
+    forced: bool = False  # the reply is constrained to one tool call
+    probe: bool = False  # ask first whether a call is likely
+
+
+def _schema_in(response_format: Any) -> dict[str, Any] | None:
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        inner = response_format.get("json_schema", {})
+        schema = inner.get("schema", inner)
+        return schema if isinstance(schema, dict) else None
+    return None
+
+
+def with_system_hint_dicts(messages: list[dict[str, Any]], hint: str) -> list[dict[str, Any]]:
+    if messages and messages[0].get("role") == "system":
+        first = {**messages[0], "content": f"{text_content(messages[0].get('content'))}\n\n{hint}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": hint}, *messages]
+
+
 class OpenAICompatibleChatModel(BaseChatModel):
     """A chat model behind an OpenAI-compatible HTTP API."""
 
@@ -130,6 +159,13 @@ class OpenAICompatibleChatModel(BaseChatModel):
     seed: int | None = None
     stop: list[str] | None = Field(None, alias="stop_sequences")
     price: Price = Field(default_factory=Price, description="per million tokens")
+    tool_call_threshold: float = Field(
+        0.002,
+        ge=0.0,
+        le=1.0,
+        description="servers that parse no tool calls: with tool_choice='auto', call a tool "
+        "when the model gives at least this probability to opening a call",
+    )
     capabilities: ServerCapabilities | None = Field(None, description="None: probe on first use")
 
     model_config = ConfigDict(populate_by_name=True)
@@ -148,7 +184,7 @@ class OpenAICompatibleChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider="openai-compatible",
-            ls_model_name=self.model,
+            ls_model_name=kwargs.get("model", self.model),
             ls_model_type="chat",
             ls_temperature=kwargs.get("temperature", self.temperature),
         )
@@ -259,14 +295,15 @@ class OpenAICompatibleChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, Any]:
         return structured_output(self, schema, method=method, include_raw=include_raw, **kwargs)
 
-    def _request(
+    def _plan(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """The request body, and whether tool calls come back as ``<tool_call>`` text."""
+    ) -> _Plan:
+        """How to ask the server: the request body, and how tool calls come back."""
         caps = self.server_capabilities()
         tools: list[dict[str, Any]] = kwargs.pop("tools", None) or []
-        choice = kwargs.pop("tool_choice", None)
-        body: dict[str, Any] = {"model": self.model}
+        names = chosen_tool_names(tools, kwargs.pop("tool_choice", None)) if tools else []
+        threshold = float(kwargs.pop("tool_call_threshold", self.tool_call_threshold))
+        body: dict[str, Any] = {"model": kwargs.pop("model", self.model)}
         for name in ("temperature", "top_p", "max_tokens", "seed"):
             value = kwargs.pop(name, getattr(self, name))
             if value is not None:
@@ -274,20 +311,16 @@ class OpenAICompatibleChatModel(BaseChatModel):
         if stop or self.stop:
             body["stop"] = stop or self.stop
         body.update(kwargs)  # response_format, logprobs, extra_body, ...
-        prompted = False
-        names = chosen_tool_names(tools, choice) if tools else []
+        plan = _Plan(body=body, tools=tools, threshold=threshold)
         if tools and names != [] and not caps.native_tools:
-            # The server cannot parse tool calls: teach the format in the prompt
-            # and, when a call is required, constrain the reply to it.
-            prompted = True
+            # The server parses no tool calls: teach the format in the prompt, and
+            # constrain the reply to a call when one is required (or likely).
+            plan.prompted = True
             body["messages"] = chat_dicts(messages, tools, native_tools=False)
             if names:
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "tool_call", "schema": tool_call_schema(tools, names)},
-                }
-                # A call cut short is no call: give it room to close its JSON.
-                body["max_tokens"] = max(body.get("max_tokens") or 0, TOOL_CALL_MIN_TOKENS)
+                self._force_call(plan, names)
+            else:
+                plan.probe = True
         else:
             body["messages"] = to_openai_messages(messages)
             if tools and names != []:
@@ -298,17 +331,50 @@ class OpenAICompatibleChatModel(BaseChatModel):
                         if len(names) > 1
                         else {"type": "function", "function": {"name": names[0]}}
                     )
-        fmt = body.get("response_format")
-        dialect = caps.json_schema_format == "llama-cpp-python"
-        if dialect and isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-            inner = fmt.get("json_schema", {})  # its dialect: json_object with a schema
-            body["response_format"] = {"type": "json_object", "schema": inner.get("schema", inner)}
+        schema = _schema_in(body.get("response_format"))
+        if schema is not None and caps.json_schema_format == "llama-cpp-python":
+            # A weaker server: bound the schema, show it to the model, leave room to
+            # finish; and speak its dialect (json_object with a schema).
+            body["response_format"] = {"type": "json_object", "schema": bounded(schema)}
+            if not plan.forced:
+                body["messages"] = with_system_hint_dicts(body["messages"], schema_prompt(schema))
+            body["max_tokens"] = max(body.get("max_tokens") or 0, TOOL_CALL_MIN_TOKENS)
         extra = {**caps.neutral_sampling, **body.pop("extra_body", {})}
         for key in [k for k in body if k not in _SDK_CHAT_PARAMS]:
             extra[key] = body.pop(key)  # top_k, min_p, ...: server-specific, sent as-is
         if extra:
             body["extra_body"] = extra
-        return body, prompted
+        return plan
+
+    def _force_call(self, plan: _Plan, names: list[str] | None) -> None:
+        names = names or [t["function"]["name"] for t in plan.tools]
+        plan.forced, plan.probe = True, False
+        plan.body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "tool_call", "schema": tool_call_schema(plan.tools, names)},
+        }
+        if self.server_capabilities().json_schema_format == "llama-cpp-python":
+            schema = plan.body["response_format"]["json_schema"]["schema"]
+            plan.body["response_format"] = {"type": "json_object", "schema": schema}
+        # A call cut short is no call: give it room to close its JSON.
+        plan.body["max_tokens"] = max(plan.body.get("max_tokens") or 0, TOOL_CALL_MIN_TOKENS)
+
+    def _probe_body(self, plan: _Plan) -> dict[str, Any]:
+        """One token with its top log-probabilities: is a tool call likely?"""
+        keep = {k: v for k, v in plan.body.items() if k in ("model", "messages", "extra_body")}
+        return {**keep, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
+                "top_logprobs": TOP_N}  # fmt: skip
+
+    def _after_probe(self, plan: _Plan, response: Any) -> None:
+        choice = response.choices[0]
+        tops = choice.logprobs.content[0].top_logprobs if choice.logprobs else []
+        p_open = sum(
+            math.exp(t.logprob)
+            for t in tops
+            if opens_call(t.token) is not False and t.token.strip()
+        )
+        if p_open >= plan.threshold:
+            self._force_call(plan, None)
 
     # ---- generation ----------------------------------------------------------------------
 
@@ -319,10 +385,16 @@ class OpenAICompatibleChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        body, prompted = self._request(messages, stop, kwargs)
-        assembler = _StreamAssembler(self, prompted, forced="response_format" in body and prompted)
+        plan = self._plan(messages, stop, kwargs)
         try:
-            stream = self.client.chat.completions.create(stream=True, **self._stream_args(), **body)
+            if plan.probe:
+                self._after_probe(
+                    plan, self.client.chat.completions.create(**self._probe_body(plan))
+                )
+            assembler = _StreamAssembler(self, plan)
+            stream = self.client.chat.completions.create(
+                stream=True, **self._stream_args(), **plan.body
+            )
             for event in stream:
                 for chunk in assembler.feed(event.model_dump()):
                     if run_manager and isinstance(chunk.message.content, str):
@@ -339,11 +411,14 @@ class OpenAICompatibleChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        body, prompted = self._request(messages, stop, kwargs)
-        assembler = _StreamAssembler(self, prompted, forced="response_format" in body and prompted)
+        plan = self._plan(messages, stop, kwargs)
         try:
+            if plan.probe:
+                probe = await self.aclient.chat.completions.create(**self._probe_body(plan))
+                self._after_probe(plan, probe)
+            assembler = _StreamAssembler(self, plan)
             stream = await self.aclient.chat.completions.create(
-                stream=True, **self._stream_args(), **body
+                stream=True, **self._stream_args(), **plan.body
             )
             async for event in stream:
                 for chunk in assembler.feed(event.model_dump()):
@@ -561,16 +636,16 @@ def _detail(exc: openai.APIStatusError) -> str:
 class _StreamAssembler:
     """Turns OpenAI stream events into LangChain chunks, with usage and the trace."""
 
-    def __init__(self, owner: OpenAICompatibleChatModel, prompted: bool, forced: bool) -> None:
+    def __init__(self, owner: OpenAICompatibleChatModel, plan: _Plan) -> None:
         self.owner = owner
-        self.prompted = prompted
-        self.forced = forced
+        self.prompted = plan.prompted
+        self.forced = plan.forced
         self.watch = Stopwatch()
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.content_events = 0
         self.held = ""  # prompted mode: text that may still turn into a tool call
-        self.deciding = prompted
+        self.deciding = plan.prompted
 
     def _chunk(self, message: AIMessageChunk) -> ChatGenerationChunk:
         self.watch.mark_first()
@@ -588,9 +663,8 @@ class _StreamAssembler:
                 self.content_events += 1
                 if self.deciding or self.forced:
                     self.held += text
-                    probe = self.held.lstrip()
-                    if self.forced or probe.startswith(TOOL_OPEN) or TOOL_OPEN.startswith(probe):
-                        continue
+                    if self.forced or opens_call(self.held) is not False:
+                        continue  # a call (or not yet known): keep it until the end
                     self.deciding = False
                     text, self.held = self.held, ""
                 yield self._chunk(AIMessageChunk(content=text))
@@ -613,9 +687,7 @@ class _StreamAssembler:
     def finish(self, estimated_prompt_tokens: int) -> Iterator[ChatGenerationChunk]:
         if self.held:
             call = None
-            if self.forced:
-                call = split_tool_call_text(f"{TOOL_OPEN}{self.held}")
-            elif self.held.lstrip().startswith(TOOL_OPEN):
+            if self.forced or opens_call(self.held):
                 call = split_tool_call_text(self.held)
             if call is None:
                 yield self._chunk(AIMessageChunk(content=self.held))

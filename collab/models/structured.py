@@ -9,13 +9,9 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_json_schema
-from pydantic import BaseModel
+from langchain_core.utils.pydantic import is_basemodel_subclass
 
 from collab.errors import ConfigurationError
-
-
-def _is_pydantic_class(schema: Any) -> bool:
-    return isinstance(schema, type) and issubclass(schema, BaseModel)
 
 
 def structured_output(
@@ -29,8 +25,8 @@ def structured_output(
     """A runnable that returns ``schema``-shaped output (a pydantic object or a dict).
 
     ``json_schema`` constrains decoding to the schema (locally a grammar, remotely the
-    server's ``response_format``); ``json_mode`` to any JSON object;
-    ``function_calling`` forces a tool call.
+    server's ``response_format``); ``json_mode`` to any JSON object, or to the schema
+    when one is given; ``function_calling`` forces a tool call.
     """
     if kwargs.pop("strict", None) is not None:
         pass  # decoding is always constrained; strictness is the default
@@ -43,12 +39,13 @@ def structured_output(
         if schema is None:
             raise ConfigurationError("method='function_calling' needs a schema")
         return BaseChatModel.with_structured_output(model, schema, include_raw=include_raw)
-    if method == "json_mode":
+    if method == "json_mode" and schema is None:
         llm = model.bind(
             response_format={"type": "json_object"},
             ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
         )
-    elif method == "json_schema":
+    elif method in ("json_schema", "json_mode"):
+        # json_mode with a schema: the caller wants that shape, so decoding keeps to it
         if schema is None:
             raise ConfigurationError("method='json_schema' needs a schema")
         try:
@@ -73,7 +70,7 @@ def structured_output(
         )
     parser: Runnable[Any, Any] = (
         PydanticOutputParser(pydantic_object=schema)
-        if _is_pydantic_class(schema)
+        if isinstance(schema, type) and is_basemodel_subclass(schema)
         else JsonOutputParser()
     )
     if not include_raw:
