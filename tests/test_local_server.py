@@ -12,7 +12,8 @@ from tests.servers import SMOL
 
 def test_stand_in_starts_lazily_answers_and_stops() -> None:
     messages: list[str] = []
-    settings = Settings(slm=SMOL, llm=SMOL, n_ctx=1024, n_threads=2)
+    # n_ctx of its own: one stand-in per settings per process, and other tests start theirs
+    settings = Settings(slm=SMOL, llm=SMOL, n_ctx=768, n_threads=2)
     llm = make_llm(settings, announce=messages.append, temperature=0.0, max_tokens=8)
     assert isinstance(llm, LocalServerChatModel)
     assert "stand-in" in messages[0]

