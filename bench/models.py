@@ -24,7 +24,7 @@ from collab.models.openai import OpenAICompatibleChatModel
 from collab.trace import Trace
 
 PROMPT = "Write a Python class for a bank account with deposit, withdraw and a transaction log."
-console = Console()
+console = Console(width=120)
 
 
 def timed(fn: Callable[[], int]) -> tuple[float, int]:
@@ -52,14 +52,23 @@ def bench_llamacpp(name: str, tokens: int, repeats: int) -> dict[str, float]:
         return Trace.from_metadata(msg.response_metadata).calls[0].output_tokens
 
     raw(), wrapped()  # warm up: load, fill caches
-    raw_rates, wrapped_rates = [], []
-    for _ in range(repeats):  # interleaved, so drift hits both alike
-        s, n = timed(raw)
-        raw_rates.append(n / s)
-        s, n = timed(wrapped)
-        wrapped_rates.append(n / s)
-    r, w = statistics.median(raw_rates), statistics.median(wrapped_rates)
-    return {"raw": r, "collab": w, "overhead": r / w}
+    raw_rates, wrapped_rates, ratios = [], [], []
+    for i in range(repeats):
+        # Side by side, alternating who goes first, so drift hits both alike;
+        # the overhead is the median of the per-round ratios.
+        order = (raw, wrapped) if i % 2 == 0 else (wrapped, raw)
+        rates = {}
+        for fn in order:
+            s, n = timed(fn)
+            rates[fn] = n / s
+        raw_rates.append(rates[raw])
+        wrapped_rates.append(rates[wrapped])
+        ratios.append(rates[raw] / rates[wrapped])
+    return {
+        "raw": statistics.median(raw_rates),
+        "collab": statistics.median(wrapped_rates),
+        "overhead": statistics.median(ratios),
+    }
 
 
 def bench_server(name: str, tokens: int, repeats: int) -> float:
@@ -96,13 +105,16 @@ def bench_transformers(name: str, tokens: int, repeats: int) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hf-tokens", type=int, default=32, help="transformers is slow on CPU")
     parser.add_argument("--no-transformers", action="store_true")
     args = parser.parse_args()
 
     table = Table(
-        title=f"decode tokens/s (greedy, {args.tokens} new tokens, median of {args.repeats})"
+        title=f"decode tokens/s (greedy, {args.tokens} new tokens, median of {args.repeats} "
+        "alternating rounds; "
+        f"transformers: {args.hf_tokens} tokens, once)"
     )
     for col in ("model", "llama-cpp-python raw", "collab llama.cpp", "wrapper overhead",
                 "collab via server", "collab transformers"):  # fmt: skip
@@ -112,7 +124,7 @@ def main() -> None:
         catalog.resolve(name)
         llama = bench_llamacpp(name, args.tokens, args.repeats)
         served = bench_server(name, args.tokens, args.repeats)
-        hf = None if args.no_transformers else bench_transformers(name, args.tokens, 1)
+        hf = None if args.no_transformers else bench_transformers(name, args.hf_tokens, 1)
         table.add_row(
             name,
             f"{llama['raw']:.1f}",

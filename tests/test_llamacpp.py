@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError, ModelNotFoundError
 from collab.models.base import vocab_fingerprint
-from collab.models.llamacpp import LlamaCppChatModel, log_softmax
+from collab.models.llamacpp import LlamaCppChatModel
+from collab.models.local import log_softmax
 from collab.trace import Trace
 
 

@@ -13,7 +13,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from collab.errors import CapabilityError, ModelUnavailableError
 from collab.models.base import vocab_fingerprint
-from collab.models.llamacpp import LlamaCppChatModel, log_softmax
+from collab.models.llamacpp import LlamaCppChatModel
+from collab.models.local import log_softmax
 from collab.models.local_server import LocalLLMServer, free_port
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.trace import Price, Trace

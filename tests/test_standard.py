@@ -12,8 +12,22 @@ from collab.models.openai import OpenAICompatibleChatModel
 from tests.servers import SMOL, smol_server
 
 LLAMA_PARAMS: dict[str, Any] = {"model": SMOL, "temperature": 0.0, "n_ctx": 2048, "n_threads": 2}
-# Short answers keep the suite fast on two cores; the tests themselves may override.
-SHORT = {"max_tokens": 64}
+
+
+class _Features:
+    """What both backends support; the standard tests use these to pick tests."""
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        return {"max_tokens": 64}  # short answers keep the suite fast on two cores
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
 
 
 class TestLlamaCppUnit(ChatModelUnitTests):
@@ -26,30 +40,18 @@ class TestLlamaCppUnit(ChatModelUnitTests):
         return LLAMA_PARAMS
 
 
-class TestLlamaCppIntegration(ChatModelIntegrationTests):
+class TestLlamaCppIntegration(_Features, ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[LlamaCppChatModel]:
         return LlamaCppChatModel
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False  # one loaded model per instance; another model is another instance
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return LLAMA_PARAMS
 
     @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        return SHORT
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
+    def supports_model_override(self) -> bool:
+        return False  # one loaded model per instance; another model is another instance
 
 
 class TestOpenAICompatibleUnit(ChatModelUnitTests):
@@ -63,27 +65,11 @@ class TestOpenAICompatibleUnit(ChatModelUnitTests):
         return {"model": SMOL, "base_url": "http://127.0.0.1:9/v1", "temperature": 0.0}
 
 
-class TestOpenAICompatibleIntegration(ChatModelIntegrationTests):
+class TestOpenAICompatibleIntegration(_Features, ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[OpenAICompatibleChatModel]:
         return OpenAICompatibleChatModel
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {
-            "model": SMOL,
-            "base_url": smol_server().base_url,
-            "temperature": 0.0,
-        }
-
-    @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        return SHORT
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
+        return {"model": SMOL, "base_url": smol_server().base_url, "temperature": 0.0}

@@ -23,16 +23,10 @@ from pydantic import Field, PrivateAttr
 
 from collab.errors import ContextLengthError, ModelLoadError
 from collab.models import catalog
-from collab.models.local import LocalChatModel, Sampling
+from collab.models.local import CHATML_TEMPLATE, LocalChatModel, Sampling
 
 _LOOSE_CHAR = r'char ::= [^"\\]'
 _JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
-
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 
 @dataclass
@@ -202,20 +196,14 @@ class LlamaCppChatModel(LocalChatModel):
     def detokenize(self, tokens: Sequence[int]) -> str:
         return bytes(self.llama.detokenize(list(tokens))).decode("utf-8", "replace")
 
-    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+    def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
         """Next-token logits after each of ``tokens[first:]``, shape (len - first, vocab).
 
-        ``first == len(tokens)`` only fills the KV cache.
-
-        Reuses the KV cache for the longest prefix already evaluated and rolls
-        back the rest, so a caller that extends or trims a sequence never pays
-        for the shared prefix twice. Takes the model's lock.
+        ``first == len(tokens)`` only fills the KV cache. Reuses the KV cache for
+        the longest prefix already evaluated and rolls back the rest, so a caller
+        that extends or trims a sequence never pays for the shared prefix twice.
+        The caller holds ``loaded.lock``.
         """
-        with self._lock():
-            return self.logits_unlocked(tokens, first)
-
-    def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
-        """``logits`` for a caller that already holds ``loaded.lock``."""
         llama = self.llama
         toks = list(tokens)
         n = len(toks)
@@ -263,27 +251,3 @@ class LlamaCppChatModel(LocalChatModel):
             # generate() re-evaluates its last prompt token.
             llama._requires_eval = True
         return rows
-
-    def continuation_logprobs(
-        self, prompt: Sequence[int], continuation: Sequence[int]
-    ) -> list[float]:
-        if not prompt:
-            raise ValueError("continuation_logprobs needs at least one prompt token")
-        if not continuation:
-            return []
-        full = [*prompt, *continuation]
-        rows = self.logits(full[:-1], len(prompt) - 1)
-        logp = log_softmax(rows)
-        return [float(logp[i, t]) for i, t in enumerate(continuation)]
-
-    def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
-        logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]
-        top = np.argpartition(-logp, min(k, logp.size - 1))[:k]
-        top = top[np.argsort(-logp[top])]
-        return [(int(t), float(logp[t])) for t in top]
-
-
-def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    out: npt.NDArray[np.float32] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return out

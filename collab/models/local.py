@@ -55,6 +55,13 @@ from collab.models.base import (
 from collab.models.structured import structured_output
 from collab.trace import TRACE_KEY, ModelCall, Stopwatch, Trace
 
+# For models whose GGUF carries no chat template.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 
 @dataclass
 class Sampling:
@@ -124,8 +131,14 @@ class LocalChatModel(BaseChatModel):
     def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
 
     @abstractmethod
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    @abstractmethod
     def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
-        """Next-token logits after each of ``tokens[first:]``; caller holds the lock."""
+        """Next-token logits after each of ``tokens[first:]``, reusing cached prefixes.
+
+        Shape (len(tokens) - first, vocab); the caller holds the model's lock.
+        """
 
     @abstractmethod
     def _is_eog(self, token: int) -> bool: ...
@@ -367,9 +380,32 @@ class LocalChatModel(BaseChatModel):
     def _call_probability(self, prompt: list[int], tools: list[dict[str, Any]]) -> float:
         """The probability the model gives to opening a tool call after ``prompt``."""
         opening = self.tokenize(self._call_opening(tools) + CALL_START)
-        rows = self.logits_unlocked([*prompt, *opening[:-1]], len(prompt) - 1)
-        logp = rows - np.logaddexp.reduce(rows, axis=-1, keepdims=True)
+        logp = log_softmax(self.logits_unlocked([*prompt, *opening[:-1]], len(prompt) - 1))
         return float(np.exp(sum(logp[i, t] for i, t in enumerate(opening))))
+
+    # ---- token-level protocol (tokenize and detokenize come from the backend) -------
+
+    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        """``logits_unlocked`` under the model's lock."""
+        with self._lock():
+            return self.logits_unlocked(tokens, first)
+
+    def continuation_logprobs(
+        self, prompt: Sequence[int], continuation: Sequence[int]
+    ) -> list[float]:
+        if not prompt:
+            raise ValueError("continuation_logprobs needs at least one prompt token")
+        if not continuation:
+            return []
+        full = [*prompt, *continuation]
+        logp = log_softmax(self.logits(full[:-1], len(prompt) - 1))
+        return [float(logp[i, t]) for i, t in enumerate(continuation)]
+
+    def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
+        logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]
+        top = np.argpartition(-logp, min(k, logp.size - 1))[:k]
+        top = top[np.argsort(-logp[top])]
+        return [(int(t), float(logp[t])) for t in top]
 
     def _tool_chunk(
         self, call_text: str, run_manager: CallbackManagerForLLMRun | None, watch: Stopwatch
@@ -534,3 +570,9 @@ def _jinja(template: str) -> Any:
     if template not in _TEMPLATES:
         _TEMPLATES[template] = _JINJA.from_string(template)
     return _TEMPLATES[template]
+
+
+def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    out: npt.NDArray[np.float32] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return out

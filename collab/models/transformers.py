@@ -20,8 +20,7 @@ from pydantic import Field, PrivateAttr
 
 from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError, ModelNotFoundError
 from collab.models import catalog
-from collab.models.llamacpp import CHATML_TEMPLATE, log_softmax
-from collab.models.local import LocalChatModel, Sampling
+from collab.models.local import CHATML_TEMPLATE, LocalChatModel, Sampling
 
 _EOG_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 
@@ -224,11 +223,6 @@ class TransformersChatModel(LocalChatModel):
     def detokenize(self, tokens: Sequence[int]) -> str:
         return str(self.loaded.tokenizer.decode(list(tokens)))
 
-    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
-        """Next-token logits after each of ``tokens[first:]``; reuses the cached prefix."""
-        with self._lock():
-            return self.logits_unlocked(tokens, first)
-
     def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
         torch, transformers = _require()
         loaded = self.loaded
@@ -261,22 +255,6 @@ class TransformersChatModel(LocalChatModel):
         loaded.cached = toks
         rows = out.logits[0, first - keep :].float().numpy()
         return np.ascontiguousarray(rows, dtype=np.float32)
-
-    def continuation_logprobs(
-        self, prompt: Sequence[int], continuation: Sequence[int]
-    ) -> list[float]:
-        if not prompt:
-            raise ValueError("continuation_logprobs needs at least one prompt token")
-        if not continuation:
-            return []
-        full = [*prompt, *continuation]
-        logp = log_softmax(self.logits(full[:-1], len(prompt) - 1))
-        return [float(logp[i, t]) for i, t in enumerate(continuation)]
-
-    def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
-        logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]
-        top = np.argsort(-logp)[:k]
-        return [(int(t), float(logp[t])) for t in top]
 
 
 def sample(logits: Any, sampling: Sampling, generator: Any) -> int:
