@@ -45,14 +45,16 @@ test: install-dev
 	$(BIN)/python -m pytest -q
 
 lint: install-dev
-	$(BIN)/ruff check collab tests bench examples
-	$(BIN)/ruff format --check collab tests bench examples
+	$(BIN)/ruff check collab tests bench
+	$(BIN)/ruff format --check collab tests bench
 
 typecheck: install-dev
 	$(BIN)/mypy collab
 
 bench: install-dev
+	$(PIP) -e '.[dev,transformers,server,bench]'
 	$(BIN)/python bench/models.py
+	$(BIN)/python bench/speculative.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
