@@ -105,5 +105,61 @@ def demo(
     run_demo(console, easy or EASY, hard or HARD, resolve=resolve_with_progress)
 
 
+@app.command()
+@friendly_errors
+def generate(
+    prompt: Annotated[str, typer.Argument(help="what to ask")],
+    model: Annotated[str, typer.Option(help="target model (catalog name or GGUF)")] = "",
+    speculative: Annotated[bool, typer.Option(help="draft and verify")] = False,
+    draft: Annotated[str, typer.Option(help="draft model; 'ngram' for prompt lookup")] = "ngram",
+    gamma: Annotated[int, typer.Option(help="draft length; 0 adapts it")] = 0,
+    max_tokens: Annotated[int, typer.Option()] = 256,
+    temperature: Annotated[float, typer.Option()] = 0.0,
+) -> None:
+    """Generate with one local model, optionally speculatively; prints speed and acceptance."""
+    from collab.config import load_settings
+    from collab.models.llamacpp import LlamaCppChatModel
+    from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
+    from collab.strategies.speculative import SpeculativeChatModel
+    from collab.trace import Trace
+
+    settings = load_settings()
+    name = model or settings.llm
+    resolve_with_progress(name)
+    params = {"n_ctx": settings.n_ctx, "temperature": temperature, "max_tokens": max_tokens}
+    target = LlamaCppChatModel(model=name, **params)
+    chat: LlamaCppChatModel | SpeculativeChatModel = target
+    if speculative:
+        drafter: NgramDrafter | ModelDrafter | CombinedDrafter
+        if draft == "ngram":
+            drafter = NgramDrafter()
+        else:
+            resolve_with_progress(draft.removeprefix("ngram+"))
+            small = ModelDrafter(LlamaCppChatModel(model=draft.removeprefix("ngram+"), **params))
+            drafter = (
+                CombinedDrafter(NgramDrafter(), small) if draft.startswith("ngram+") else small
+            )
+        chat = SpeculativeChatModel(target=target, drafter=drafter, gamma=gamma or None, **params)
+    full = None
+    for chunk in chat.stream(prompt):
+        console.print(chunk.content, end="", markup=False, highlight=False)
+        full = chunk if full is None else full + chunk
+    console.print()
+    if full is not None:
+        trace = Trace.from_metadata(full.response_metadata)
+        call = trace.calls[0]
+        line = (
+            f"{call.output_tokens} tokens in {call.latency_s:.1f}s ({call.tokens_per_s:.1f} tok/s)"
+        )
+        spec = trace.extra.get("speculative")
+        if spec:
+            line += (
+                f"; acceptance {spec['acceptance']:.0%}, mean draft length {spec['mean_gamma']}, "
+                f"predicted speedup {spec['predicted_speedup']}x, measured "
+                f"{spec['measured_speedup']}x"
+            )
+        err_console.print(f"[dim]{line}[/]")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -433,6 +433,10 @@ class LocalChatModel(BaseChatModel):
             run_manager.on_llm_new_token("", chunk=chunk)
         return chunk
 
+    def _trace_extra(self) -> dict[str, Any]:
+        """What a subclass adds to the trace of a call (speculative statistics, ...)."""
+        return {}
+
     def _final_chunk(self, stats: RunStats, watch: Stopwatch) -> ChatGenerationChunk:
         call = ModelCall(
             model=self.model,
@@ -442,7 +446,7 @@ class LocalChatModel(BaseChatModel):
             latency_s=watch.elapsed,
             time_to_first_token_s=watch.ttft,
         )
-        trace = Trace(calls=[call])
+        trace = Trace(calls=[call], extra=self._trace_extra())
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",

@@ -1,0 +1,129 @@
+"""Drafters for speculative decoding: where the candidate tokens come from.
+
+A drafter proposes up to ``k`` tokens after a context and learns how many were
+accepted; verification lives in the decoding loop (``speculative.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from collab.models.local import LocalChatModel, Sampling
+
+
+@dataclass
+class Draft:
+    """Proposed tokens, and the draft distribution of each when the drafter has one."""
+
+    tokens: list[int]
+    probs: npt.NDArray[np.float64] | None = None  # (len(tokens), vocab), for sampling
+    source: str = ""
+
+
+class Drafter(Protocol):
+    name: str
+
+    def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
+        """Up to ``k`` tokens after ``context``, drafted for a request decoded with ``sampling``."""
+        ...
+
+    def update(self, proposed: int, accepted: int) -> None: ...
+
+
+@dataclass
+class NgramDrafter:
+    """Prompt-lookup drafts: continue the latest earlier match of the context's tail.
+
+    Free to compute, and strong when the output copies the input (edits,
+    extraction, RAG). Proposals are point masses: ``probs`` stays None.
+    """
+
+    max_ngram: int = 4
+    min_ngram: int = 2
+    name: str = "ngram"
+
+    def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
+        tokens = np.asarray(context, dtype=np.int64)
+        n_total = tokens.size
+        for n in range(min(self.max_ngram, n_total - 1), self.min_ngram - 1, -1):
+            tail = tokens[n_total - n :]
+            # windows[i] == tokens[i : i + n], for starts that leave room for a continuation
+            windows = np.lib.stride_tricks.sliding_window_view(tokens[: n_total - 1], n)
+            hits = np.flatnonzero((windows == tail).all(axis=1))
+            hits = hits[hits + n < n_total]
+            if hits.size:
+                start = int(hits[-1]) + n  # the most recent match
+                return Draft(tokens[start : start + k].tolist(), source=self.name)
+        return Draft([], source=self.name)
+
+    def update(self, proposed: int, accepted: int) -> None:
+        pass
+
+
+@dataclass
+class ModelDrafter:
+    """Drafts from a small model that shares the target's tokenizer.
+
+    Greedy drafts at temperature 0; otherwise samples from the processed draft
+    distribution ``q`` and returns it, as exact speculative sampling needs.
+    Sampling settings left as None follow the request's (the closer q is to
+    the target's p, the more drafts are kept). The caller holds the model's lock.
+    """
+
+    model: LocalChatModel
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    name: str = "model"
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
+        from collab.strategies.acceptance import processed_probs
+
+        request = sampling or Sampling(temperature=0.0)
+        temperature = request.temperature if self.temperature is None else self.temperature
+        top_k = request.top_k if self.top_k is None else self.top_k
+        top_p = request.top_p if self.top_p is None else self.top_p
+        ctx = list(context)
+        out: list[int] = []
+        rows = []
+        for _ in range(k):
+            logits = self.model.logits_unlocked(ctx, len(ctx) - 1)[0]
+            if temperature <= 0:
+                token = int(np.argmax(logits))
+            else:
+                q = processed_probs(logits[None, :], temperature, top_k, top_p)[0]
+                token = int(self._rng.choice(q.size, p=q))
+                rows.append(q)
+            out.append(token)
+            ctx.append(token)
+        probs = np.stack(rows) if rows else None
+        return Draft(out, probs, source=self.name)
+
+    def update(self, proposed: int, accepted: int) -> None:
+        pass
+
+
+@dataclass
+class CombinedDrafter:
+    """N-gram drafts when the context offers a match, model drafts otherwise."""
+
+    ngram: NgramDrafter
+    model: ModelDrafter
+    name: str = "ngram+model"
+
+    def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
+        draft = self.ngram.propose(context, k, sampling)
+        return draft if draft.tokens else self.model.propose(context, k, sampling)
+
+    def update(self, proposed: int, accepted: int) -> None:
+        pass

@@ -1,0 +1,290 @@
+"""Speculative decoding: a drafter proposes, the target verifies in one pass, losslessly.
+
+``SpeculativeDecoder`` is the loop; ``SpeculativeChatModel`` is the same target
+as a LangChain chat model whose tokens come from that loop. The draft length
+adapts to the measured acceptance rate and costs, and speculation switches off
+(falling back to the target alone) when it would not pay, probing again later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from collab.errors import ConfigurationError
+from collab.models.base import vocab_fingerprint
+from collab.models.local import LocalChatModel, Sampling
+from collab.strategies.acceptance import accept_greedy, accept_sampling, processed_probs
+from collab.strategies.drafters import Drafter, ModelDrafter
+
+
+@dataclass
+class CostModel:
+    """Measured costs and acceptance, and the draft length they call for.
+
+    Expected tokens per round with draft length g and per-token acceptance a:
+    (1 - a^(g+1)) / (1 - a). A round costs g draft steps plus one target pass
+    over g + 1 tokens; the target alone costs one pass over 1 token per token.
+    """
+
+    max_gamma: int = 8
+    smoothing: float = 0.3
+    acceptance: float = 0.7
+    draft_step_s: float = 0.0
+    verify_s: dict[int, float] = field(default_factory=dict)
+
+    def observe(self, proposed: int, accepted: int, draft_s: float, verify_s: float) -> None:
+        w = self.smoothing
+        if proposed:
+            rate = accepted / proposed
+            self.acceptance = (1 - w) * self.acceptance + w * rate
+            per_step = draft_s / proposed
+            self.draft_step_s = (
+                per_step if not self.draft_step_s else ((1 - w) * self.draft_step_s + w * per_step)
+            )
+        n = proposed + 1
+        old = self.verify_s.get(n)
+        self.verify_s[n] = verify_s if old is None else (1 - w) * old + w * verify_s
+
+    def pass_cost(self, n: int) -> float:
+        """Seconds of a target pass over n tokens: measured, else a line through what is."""
+        if n in self.verify_s:
+            return self.verify_s[n]
+        if not self.verify_s:
+            return 1.0 + 0.23 * (n - 1)  # shape only; replaced by measurements
+        known = sorted(self.verify_s.items())
+        if len(known) == 1:
+            (n0, t0) = known[0]
+            return t0 * (1 + 0.23 * (n - 1)) / (1 + 0.23 * (n0 - 1))
+        xs, ys = zip(*known, strict=True)
+        slope, intercept = np.polyfit(xs, ys, 1)
+        return float(max(intercept + slope * n, ys[0]))
+
+    def expected_tokens(self, gamma: int) -> float:
+        a = min(self.acceptance, 0.999)
+        return float((1 - a ** (gamma + 1)) / (1 - a))
+
+    def speedup(self, gamma: int, draft_step_s: float | None = None) -> float:
+        step = self.draft_step_s if draft_step_s is None else draft_step_s
+        round_s = gamma * step + self.pass_cost(gamma + 1)
+        return self.expected_tokens(gamma) / round_s * self.pass_cost(1)
+
+    def best(self) -> tuple[int, float]:
+        """(draft length, predicted speedup over the target alone)."""
+        options = [(g, self.speedup(g)) for g in range(1, self.max_gamma + 1)]
+        return max(options, key=lambda o: o[1])
+
+
+@dataclass
+class SpecStats:
+    rounds: int = 0
+    proposed: int = 0
+    accepted: int = 0
+    produced: int = 0
+    plain_steps: int = 0
+    seconds: float = 0.0
+    gammas: list[int] = field(default_factory=list)
+    predicted: list[float] = field(default_factory=list)
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+    def summary(self, costs: CostModel) -> dict[str, Any]:
+        measured = self.produced / self.seconds * costs.pass_cost(1) if self.seconds else 0.0
+        return {
+            "acceptance": round(self.acceptance, 3),
+            "proposed": self.proposed,
+            "accepted": self.accepted,
+            "rounds": self.rounds,
+            "plain_steps": self.plain_steps,
+            "mean_gamma": round(float(np.mean(self.gammas)), 2) if self.gammas else 0.0,
+            "predicted_speedup": round(float(np.mean(self.predicted or [1.0])), 3),
+            "measured_speedup": round(measured, 3),
+        }
+
+
+class SpeculativeDecoder:
+    """Draft-and-verify token generation against an in-process target."""
+
+    def __init__(
+        self,
+        target: LocalChatModel,
+        drafter: Drafter,
+        *,
+        gamma: int | None = None,
+        max_gamma: int = 8,
+        off_below: float = 1.0,
+        probe_every: int = 32,
+    ) -> None:
+        self.target = target
+        self.drafter = drafter
+        self.fixed_gamma = gamma
+        self.costs = CostModel(max_gamma=max_gamma)
+        self.off_below = off_below
+        self.probe_every = probe_every
+        self.stats = SpecStats()
+        if isinstance(drafter, ModelDrafter):
+            check_same_vocabulary(drafter.model, target)
+
+    def _choose(self, since_probe: int) -> tuple[int, float]:
+        if self.fixed_gamma is not None:
+            return self.fixed_gamma, self.costs.speedup(self.fixed_gamma)
+        gamma, predicted = self.costs.best()
+        if predicted < self.off_below and since_probe < self.probe_every:
+            return 0, 1.0  # not worth it now: the target alone, until the next probe
+        return gamma, predicted
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generator[int, None, None]:
+        """Tokens after ``prompt``; the caller holds the target's (and drafter's) lock."""
+        target = self.target
+        rng = np.random.default_rng(sampling.seed)
+        self.stats = SpecStats()  # per call; the cost model keeps learning across calls
+        tokens = list(prompt)
+        since_probe = 0
+        start = time.perf_counter()
+        try:
+            while True:
+                gamma, predicted = self._choose(since_probe)
+                t0 = time.perf_counter()
+                draft = self.drafter.propose(tokens, gamma, sampling) if gamma else None
+                t1 = time.perf_counter()
+                proposed = draft.tokens if draft else []
+                rows = target.logits_unlocked([*tokens, *proposed], len(tokens) - 1)
+                t2 = time.perf_counter()
+                kept, nxt = self._accept(
+                    proposed, draft.probs if draft else None, rows, sampling, rng
+                )
+                self.costs.observe(len(proposed), kept, t1 - t0, t2 - t1)
+                self.drafter.update(len(proposed), kept)
+                self._count(gamma, predicted, len(proposed), kept)
+                since_probe = 0 if proposed else since_probe + 1
+                for token in [*proposed[:kept], nxt]:
+                    self.stats.produced += 1
+                    tokens.append(token)
+                    yield token
+        finally:
+            self.stats.seconds += time.perf_counter() - start
+
+    def _accept(
+        self,
+        proposed: list[int],
+        q: npt.NDArray[np.float64] | None,
+        rows: npt.NDArray[np.float32],
+        sampling: Sampling,
+        rng: np.random.Generator,
+    ) -> tuple[int, int]:
+        if sampling.temperature <= 0:
+            return accept_greedy(proposed, rows)
+        p = processed_probs(rows, sampling.temperature, sampling.top_k, sampling.top_p)
+        return accept_sampling(proposed, q, p, rng)
+
+    def _count(self, gamma: int, predicted: float, proposed: int, kept: int) -> None:
+        stats = self.stats
+        if proposed:
+            stats.rounds += 1
+            stats.proposed += proposed
+            stats.accepted += kept
+            stats.gammas.append(gamma)
+            stats.predicted.append(predicted)
+        else:
+            stats.plain_steps += 1
+
+
+def check_same_vocabulary(draft: object, target: object) -> None:
+    """Refuse a pair whose tokenizers differ: their token ids would mean different text."""
+    a, b = vocab_fingerprint(draft), vocab_fingerprint(target)  # type: ignore[arg-type]
+    if a != b:
+        raise ConfigurationError(
+            f"draft model {getattr(draft, 'model', draft)!r} and target "
+            f"{getattr(target, 'model', target)!r} tokenize differently "
+            f"(fingerprints {a} vs {b})",
+            hint="speculative decoding needs a draft model from the target's family "
+            "(same tokenizer), or the n-gram drafter",
+        )
+
+
+class SpeculativeChatModel(LocalChatModel):
+    """An in-process target whose tokens come from speculative decoding.
+
+    Everything but token generation is the target's: template, tokenizer,
+    context, streaming. Grammar-constrained requests (tool calls, structured
+    output) decode with the target alone.
+    """
+
+    target: LocalChatModel
+    drafter: Any = Field(description="a Drafter: NgramDrafter, ModelDrafter, CombinedDrafter")
+    gamma: int | None = Field(None, ge=1, description="fixed draft length; None adapts it")
+    max_gamma: int = Field(8, ge=1)
+    model: str = ""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _decoder: SpeculativeDecoder | None = PrivateAttr(None)
+
+    def model_post_init(self, context: Any) -> None:
+        self.model = self.model or f"{self.target.model}+speculative"
+
+    @property
+    def _llm_type(self) -> str:
+        return "collab-speculative"
+
+    @property
+    def decoder(self) -> SpeculativeDecoder:
+        if self._decoder is None:
+            self._decoder = SpeculativeDecoder(
+                self.target, self.drafter, gamma=self.gamma, max_gamma=self.max_gamma
+            )
+        return self._decoder
+
+    def _lock(self) -> Any:
+        return self.target._lock()
+
+    def _n_ctx(self) -> int:
+        return self.target._n_ctx()
+
+    def _chat_template(self) -> tuple[str, str, str]:
+        return self.target._chat_template()
+
+    def _encode(self, text: str) -> list[int]:
+        return self.target._encode(text)
+
+    def _piece(self, token: int) -> bytes:
+        return self.target._piece(token)
+
+    def _is_eog(self, token: int) -> bool:
+        return self.target._is_eog(token)
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return self.target.tokenize(text, special=special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.target.detokenize(tokens)
+
+    def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        return self.target.logits_unlocked(tokens, first)
+
+    def _trace_extra(self) -> dict[str, Any]:
+        decoder = self.decoder
+        return {"speculative": decoder.stats.summary(decoder.costs)}
+
+    def _generate_tokens(
+        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
+    ) -> Generator[int, None, None]:
+        if schema is not None:
+            yield from self.target._generate_tokens(prompt, sampling, schema)
+            return
+        decoder = self.decoder
+        draft_model = getattr(self.drafter, "model", None)
+        with ExitStack() as stack:
+            if isinstance(draft_model, LocalChatModel):
+                lock = draft_model._lock()
+                if lock is not self.target._lock():
+                    stack.enter_context(lock)
+            yield from decoder.generate(prompt, sampling)

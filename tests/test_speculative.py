@@ -1,0 +1,142 @@
+"""Speculative decoding: lossless against real models, and the acceptance rule's math."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from langchain_core.messages import HumanMessage
+
+from collab.errors import ConfigurationError
+from collab.models.llamacpp import LlamaCppChatModel
+from collab.models.local import Sampling
+from collab.strategies.acceptance import accept_greedy, accept_sampling, processed_probs
+from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
+from collab.strategies.speculative import SpeculativeChatModel, SpeculativeDecoder
+from collab.trace import Trace
+
+PROMPTS = [
+    "Count from 1 to 12.",
+    "Write a haiku about the sea.",
+    "What is the capital of Italy?",
+    "List three prime numbers.",
+    "Explain recursion in one sentence.",
+    "Write a Python function that adds two numbers.",
+    "Name the days of the week.",
+    "What colour is the sky?",
+    "Spell the word 'banana' letter by letter.",
+    "Give me a short greeting in French.",
+]
+
+# Chi-square critical values at alpha = 0.001, by degrees of freedom.
+CHI2_CRIT = {4: 18.47, 8: 26.12}
+
+
+def chi_square(counts: np.ndarray, expected_probs: np.ndarray) -> float:
+    expected = expected_probs * counts.sum()
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_greedy_rule() -> None:
+    logits = np.array([[0, 5, 1], [4, 0, 0], [0, 0, 9]], dtype=np.float32)
+    assert accept_greedy([1, 0], logits) == (2, 2)  # both kept, bonus token 2
+    assert accept_greedy([1, 2], logits) == (1, 0)  # second rejected, target says 0
+    assert accept_greedy([], logits[:1]) == (0, 1)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_sampling_rule_reproduces_the_target_distribution(deterministic: bool) -> None:
+    # Pure math of the rule: first-token frequencies must follow p whatever q is.
+    rng = np.random.default_rng(0)
+    p = np.array([[0.5, 0.2, 0.15, 0.1, 0.05]] * 2)
+    q = np.array([[0.05, 0.1, 0.15, 0.2, 0.5]])
+    counts = np.zeros(5)
+    for _ in range(20_000):
+        x = 4 if deterministic else int(rng.choice(5, p=q[0]))
+        kept, nxt = accept_sampling([x], None if deterministic else q, p, rng)
+        counts[x if kept else nxt] += 1
+    assert chi_square(counts, p[0]) < CHI2_CRIT[4]
+    # ... and the test has the power to see a biased sampler (here: plain q).
+    biased = np.bincount(rng.choice(5, size=20_000, p=0.9 * p[0] + 0.1 * q[0]), minlength=5)
+    assert chi_square(biased.astype(float), p[0]) > CHI2_CRIT[4]
+
+
+def test_processed_probs_apply_top_k_and_top_p() -> None:
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]], dtype=np.float32))
+    assert np.count_nonzero(processed_probs(logits, 1.0, 2, 1.0)) == 2
+    assert np.count_nonzero(processed_probs(logits, 1.0, 0, 0.75)) == 2  # 0.5 + 0.3 >= 0.75
+    np.testing.assert_allclose(
+        processed_probs(logits, 1.0, 0, 1.0)[0], [0.5, 0.3, 0.15, 0.05], rtol=1e-5
+    )
+
+
+def test_ngram_drafter_continues_the_latest_match() -> None:
+    drafter = NgramDrafter(max_ngram=3, min_ngram=2)
+    context = [1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 5, 1, 2, 3]
+    assert drafter.propose(context, 2).tokens == [7, 8]  # the latest [1, 2, 3] is followed by 7 8
+    assert drafter.propose([4, 5, 6], 3).tokens == []
+
+
+@pytest.fixture(scope="module")
+def target_hf():  # type: ignore[no-untyped-def]
+    pytest.importorskip("torch", reason="the transformers extra is not installed")
+    from collab.models.transformers import TransformersChatModel
+
+    return TransformersChatModel(model="smollm2-135m", temperature=0.0, max_tokens=24)
+
+
+def test_greedy_speculation_equals_target_alone_transformers(
+    target_hf: LlamaCppChatModel, slm: LlamaCppChatModel
+) -> None:
+    # SmolLM2 in llama.cpp drafts for SmolLM2 in transformers: a real same-tokenizer pair.
+    spec = SpeculativeChatModel(target=target_hf, drafter=ModelDrafter(slm), gamma=4,
+                                temperature=0.0, max_tokens=24)  # fmt: skip
+    for prompt in PROMPTS:
+        alone = target_hf.invoke([HumanMessage(prompt)])
+        fast = spec.invoke([HumanMessage(prompt)])
+        assert fast.content == alone.content, prompt
+    stats = Trace.from_metadata(fast.response_metadata).extra["speculative"]
+    assert stats["proposed"] > 0 and stats["acceptance"] > 0.5
+
+
+def test_greedy_ngram_speculation_equals_target_alone(slm: LlamaCppChatModel) -> None:
+    text = "def area(width, height):\n    return width * height\n"
+    request = f"Rename `width` to `w` in this code and repeat it:\n{text}"
+    spec = SpeculativeChatModel(target=slm, drafter=NgramDrafter(), gamma=6,
+                                temperature=0.0, max_tokens=40)  # fmt: skip
+    alone = slm.invoke(request, max_tokens=40)
+    fast = spec.invoke(request)
+    assert fast.content == alone.content
+    stats = Trace.from_metadata(fast.response_metadata).extra["speculative"]
+    assert stats["accepted"] > 0
+
+
+def test_sampled_first_tokens_follow_the_target(slm: LlamaCppChatModel) -> None:
+    # A hot draft (q far from p) must still give the target's first-token distribution.
+    prompt = slm._encode(slm.render([HumanMessage("Name a fruit.")]))
+    sampling = Sampling(temperature=0.8, top_k=0, top_p=1.0, max_tokens=1)
+    p = processed_probs(slm.logits(prompt, len(prompt) - 1), 0.8, 0, 1.0)[0]
+    top = np.argsort(-p)[:8]
+    drafter = ModelDrafter(slm, temperature=1.6, seed=1)
+    counts = np.zeros(9)
+    with slm.loaded.lock:
+        for i in range(1500):
+            decoder = SpeculativeDecoder(slm, drafter, gamma=1)
+            first = next(decoder.generate(prompt, Sampling(**{**sampling.__dict__, "seed": i})))
+            hit = np.flatnonzero(top == first)
+            counts[hit[0] if hit.size else 8] += 1
+    expected = np.append(p[top], 1 - p[top].sum())
+    assert chi_square(counts, expected) < CHI2_CRIT[8]
+
+
+def test_mismatched_tokenizers_are_refused(slm: LlamaCppChatModel) -> None:
+    qwen = LlamaCppChatModel(model="qwen2.5-coder-0.5b", n_ctx=512, n_threads=2)
+    with pytest.raises(ConfigurationError, match=r"smollm2-135m.*qwen2\.5-coder-0\.5b"):
+        SpeculativeDecoder(qwen, ModelDrafter(slm))
+
+
+def test_combined_drafter_prefers_ngrams(slm: LlamaCppChatModel) -> None:
+    drafter = CombinedDrafter(NgramDrafter(), ModelDrafter(slm))
+    context = slm.tokenize("a b c d a b c")
+    with slm.loaded.lock:
+        assert drafter.propose(context, 2).source == "ngram"
+        assert drafter.propose(slm.tokenize("hello"), 2).source == "model"
