@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from langchain_core.messages import HumanMessage
 
-from collab.errors import ConfigurationError
+from collab.errors import CapabilityError, ConfigurationError
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.local import Sampling
+from collab.models.openai import OpenAICompatibleChatModel
 from collab.strategies.acceptance import accept_greedy, accept_sampling, processed_probs
 from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
 from collab.strategies.speculative import SpeculativeChatModel, SpeculativeDecoder
@@ -37,10 +38,10 @@ def chi_square(counts: np.ndarray, expected_probs: np.ndarray) -> float:
 
 
 def test_greedy_rule() -> None:
-    logits = np.array([[0, 5, 1], [4, 0, 0], [0, 0, 9]], dtype=np.float32)
-    assert accept_greedy([1, 0], logits) == (2, 2)  # both kept, bonus token 2
-    assert accept_greedy([1, 2], logits) == (1, 0)  # second rejected, target says 0
-    assert accept_greedy([], logits[:1]) == (0, 1)
+    best = [1, 0, 2]  # the target's argmax after each draft prefix
+    assert accept_greedy([1, 0], best) == (2, 2)  # both kept, bonus token 2
+    assert accept_greedy([1, 2], best) == (1, 0)  # second rejected, target says 0
+    assert accept_greedy([], best[:1]) == (0, 1)
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
@@ -140,3 +141,11 @@ def test_combined_drafter_prefers_ngrams(slm: LlamaCppChatModel) -> None:
     with slm.loaded.lock:
         assert drafter.propose(context, 2).source == "ngram"
         assert drafter.propose(slm.tokenize("hello"), 2).source == "model"
+
+
+def test_text_only_server_is_refused_as_remote_verifier(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    # llama-cpp-python's server takes text prompts only: it cannot score exact drafts.
+    with pytest.raises(CapabilityError, match="takes only text prompts"):
+        SpeculativeChatModel.remote(slm, remote, temperature=0.0)

@@ -512,7 +512,7 @@ class OpenAICompatibleChatModel(BaseChatModel):
             raise ValueError("continuation_logprobs needs at least one prompt token")
         if not continuation:
             return []
-        rows = self._prompt_logprobs([*prompt, *continuation])
+        rows = self.prompt_logprob_rows([*prompt, *continuation])
         out = []
         for i, row in enumerate(rows[len(prompt) - 1 : -1]):
             value = row.get(continuation[i])
@@ -527,7 +527,7 @@ class OpenAICompatibleChatModel(BaseChatModel):
         return out
 
     def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
-        row = self._prompt_logprobs(list(prompt))[-1]
+        row = self.prompt_logprob_rows(list(prompt))[-1]
         return sorted(row.items(), key=lambda p: -p[1])[:k]
 
     def _completion_prompt(self, tokens: list[int]) -> list[int] | str:
@@ -543,7 +543,7 @@ class OpenAICompatibleChatModel(BaseChatModel):
             )
         return text
 
-    def _prompt_logprobs(self, tokens: list[int]) -> list[dict[int, float]]:
+    def prompt_logprob_rows(self, tokens: list[int]) -> list[dict[int, float]]:
         """For each position i, log-probabilities of tokens at i + 1 (the last: after all).
 
         Each row holds at least the token that actually follows; rows from a

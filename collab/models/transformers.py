@@ -228,7 +228,7 @@ class TransformersChatModel(LocalChatModel):
         loaded = self.loaded
         toks = list(tokens)
         n = len(toks)
-        if not 0 <= first < n:
+        if not 0 <= first <= n:  # first == n: only fill the cache
             raise ValueError(f"first={first} must index into the {n} tokens")
         if n > self.n_ctx:
             raise ContextLengthError(
@@ -246,6 +246,10 @@ class TransformersChatModel(LocalChatModel):
             keep = 0
         elif keep < len(loaded.cached):
             loaded.cache.crop(keep - len(loaded.cached))  # negative: tokens to drop
+        vocab = int(loaded.model.config.vocab_size)
+        if keep == n:  # all cached, no rows asked for
+            loaded.cached = toks
+            return np.empty((0, vocab), dtype=np.float32)
         with torch.inference_mode():
             out = loaded.model(
                 input_ids=torch.tensor([toks[keep:]]),

@@ -41,13 +41,13 @@ def processed_probs(
     return probs
 
 
-def accept_greedy(draft: Sequence[int], target_logits: npt.NDArray[np.float32]) -> tuple[int, int]:
-    """(how many drafts to keep, the target's next token) for ``len(draft) + 1`` logit rows."""
-    best = np.argmax(target_logits, axis=-1)
+def accept_greedy(draft: Sequence[int], best: Sequence[int]) -> tuple[int, int]:
+    """(how many drafts to keep, the target's next token), given the target's argmax
+    after each draft prefix (``len(draft) + 1`` of them)."""
     kept = 0
-    while kept < len(draft) and int(best[kept]) == draft[kept]:
+    while kept < len(draft) and best[kept] == draft[kept]:
         kept += 1
-    return kept, int(best[kept])
+    return kept, best[kept]
 
 
 def accept_sampling(

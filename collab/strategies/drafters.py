@@ -6,6 +6,7 @@ accepted; verification lives in the decoding loop (``speculative.py``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,6 +24,7 @@ class Draft:
     tokens: list[int]
     probs: npt.NDArray[np.float64] | None = None  # (len(tokens), vocab), for sampling
     source: str = ""
+    step_s: float = 0.0  # seconds per drafted token, catching up on the context excluded
 
 
 class Drafter(Protocol):
@@ -96,6 +98,10 @@ class ModelDrafter:
         ctx = list(context)
         out: list[int] = []
         rows = []
+        # Catch up on the context first (after rejections, or after speculation was
+        # off), so that what is timed below is the cost of drafting alone.
+        self.model.logits_unlocked(ctx[:-1], len(ctx) - 1)
+        start = time.perf_counter()
         for _ in range(k):
             logits = self.model.logits_unlocked(ctx, len(ctx) - 1)[0]
             if temperature <= 0:
@@ -107,7 +113,8 @@ class ModelDrafter:
             out.append(token)
             ctx.append(token)
         probs = np.stack(rows) if rows else None
-        return Draft(out, probs, source=self.name)
+        step_s = (time.perf_counter() - start) / k if k else 0.0
+        return Draft(out, probs, source=self.name, step_s=step_s)
 
     def update(self, proposed: int, accepted: int) -> None:
         pass

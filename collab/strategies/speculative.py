@@ -18,11 +18,13 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from collab.errors import ConfigurationError
+from collab.errors import CapabilityError, ConfigurationError
 from collab.models.base import vocab_fingerprint
 from collab.models.local import LocalChatModel, Sampling
-from collab.strategies.acceptance import accept_greedy, accept_sampling, processed_probs
-from collab.strategies.drafters import Drafter, ModelDrafter
+from collab.models.openai import OpenAICompatibleChatModel
+from collab.strategies.acceptance import accept_greedy, accept_sampling
+from collab.strategies.drafters import CombinedDrafter, Drafter, ModelDrafter, NgramDrafter
+from collab.strategies.verifiers import LocalVerifier, RemoteVerifier, Verifier
 
 
 @dataclass
@@ -40,15 +42,13 @@ class CostModel:
     draft_step_s: float = 0.0
     verify_s: dict[int, float] = field(default_factory=dict)
 
-    def observe(self, proposed: int, accepted: int, draft_s: float, verify_s: float) -> None:
+    def observe(self, proposed: int, accepted: int, step_s: float, verify_s: float) -> None:
+        """One round: tokens proposed and kept, seconds per draft step, seconds to verify."""
         w = self.smoothing
         if proposed:
-            rate = accepted / proposed
-            self.acceptance = (1 - w) * self.acceptance + w * rate
-            per_step = draft_s / proposed
-            self.draft_step_s = (
-                per_step if not self.draft_step_s else ((1 - w) * self.draft_step_s + w * per_step)
-            )
+            self.acceptance = (1 - w) * self.acceptance + w * accepted / proposed
+            old_step = self.draft_step_s
+            self.draft_step_s = step_s if not old_step else (1 - w) * old_step + w * step_s
         n = proposed + 1
         old = self.verify_s.get(n)
         self.verify_s[n] = verify_s if old is None else (1 - w) * old + w * verify_s
@@ -112,11 +112,11 @@ class SpecStats:
 
 
 class SpeculativeDecoder:
-    """Draft-and-verify token generation against an in-process target."""
+    """Draft-and-verify token generation: a drafter proposes, a verifier judges."""
 
     def __init__(
         self,
-        target: LocalChatModel,
+        target: LocalChatModel | Verifier,
         drafter: Drafter,
         *,
         gamma: int | None = None,
@@ -124,7 +124,9 @@ class SpeculativeDecoder:
         off_below: float = 1.0,
         probe_every: int = 32,
     ) -> None:
-        self.target = target
+        self.verifier: Verifier = (
+            LocalVerifier(target) if isinstance(target, LocalChatModel) else target
+        )
         self.drafter = drafter
         self.fixed_gamma = gamma
         self.costs = CostModel(max_gamma=max_gamma)
@@ -132,7 +134,7 @@ class SpeculativeDecoder:
         self.probe_every = probe_every
         self.stats = SpecStats()
         if isinstance(drafter, ModelDrafter):
-            check_same_vocabulary(drafter.model, target)
+            check_same_vocabulary(drafter.model, self.verifier.model)
 
     def _choose(self, since_probe: int) -> tuple[int, float]:
         if self.fixed_gamma is not None:
@@ -144,25 +146,32 @@ class SpeculativeDecoder:
 
     def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generator[int, None, None]:
         """Tokens after ``prompt``; the caller holds the target's (and drafter's) lock."""
-        target = self.target
         rng = np.random.default_rng(sampling.seed)
         self.stats = SpecStats()  # per call; the cost model keeps learning across calls
         tokens = list(prompt)
         since_probe = 0
+        n_ctx = getattr(self.verifier.model, "n_ctx", None)
+        self.verifier.prefill(tokens)  # so that verify timings measure verification only
         start = time.perf_counter()
         try:
             while True:
                 gamma, predicted = self._choose(since_probe)
-                t0 = time.perf_counter()
+                if isinstance(n_ctx, int):  # a draft must not push the check past the context
+                    gamma = max(0, min(gamma, n_ctx - len(tokens) - 1))
                 draft = self.drafter.propose(tokens, gamma, sampling) if gamma else None
                 t1 = time.perf_counter()
                 proposed = draft.tokens if draft else []
-                rows = target.logits_unlocked([*tokens, *proposed], len(tokens) - 1)
-                t2 = time.perf_counter()
-                kept, nxt = self._accept(
-                    proposed, draft.probs if draft else None, rows, sampling, rng
-                )
-                self.costs.observe(len(proposed), kept, t1 - t0, t2 - t1)
+                checked = [*tokens, *proposed]
+                if sampling.temperature <= 0:
+                    best = self.verifier.argmax(checked, len(tokens) - 1)
+                    t2 = time.perf_counter()
+                    kept, nxt = accept_greedy(proposed, best)
+                else:
+                    p = self.verifier.probs(checked, len(tokens) - 1, sampling)
+                    t2 = time.perf_counter()
+                    kept, nxt = accept_sampling(proposed, draft.probs if draft else None, p, rng)
+                step_s = draft.step_s if draft else 0.0
+                self.costs.observe(len(proposed), kept, step_s, t2 - t1)
                 self.drafter.update(len(proposed), kept)
                 self._count(gamma, predicted, len(proposed), kept)
                 since_probe = 0 if proposed else since_probe + 1
@@ -172,19 +181,6 @@ class SpeculativeDecoder:
                     yield token
         finally:
             self.stats.seconds += time.perf_counter() - start
-
-    def _accept(
-        self,
-        proposed: list[int],
-        q: npt.NDArray[np.float64] | None,
-        rows: npt.NDArray[np.float32],
-        sampling: Sampling,
-        rng: np.random.Generator,
-    ) -> tuple[int, int]:
-        if sampling.temperature <= 0:
-            return accept_greedy(proposed, rows)
-        p = processed_probs(rows, sampling.temperature, sampling.top_k, sampling.top_p)
-        return accept_sampling(proposed, q, p, rng)
 
     def _count(self, gamma: int, predicted: float, proposed: int, kept: int) -> None:
         stats = self.stats
@@ -212,15 +208,18 @@ def check_same_vocabulary(draft: object, target: object) -> None:
 
 
 class SpeculativeChatModel(LocalChatModel):
-    """An in-process target whose tokens come from speculative decoding.
+    """A target whose tokens come from speculative decoding.
 
     Everything but token generation is the target's: template, tokenizer,
     context, streaming. Grammar-constrained requests (tool calls, structured
-    output) decode with the target alone.
+    output) decode with the target alone. With ``verifier`` set (see
+    ``remote``), the target only renders and tokenizes, and the verifier —
+    a server hosting the real target — judges the drafts.
     """
 
     target: LocalChatModel
     drafter: Any = Field(description="a Drafter: NgramDrafter, ModelDrafter, CombinedDrafter")
+    verifier: Any = Field(None, description="a Verifier; None: the target, in-process")
     gamma: int | None = Field(None, ge=1, description="fixed draft length; None adapts it")
     max_gamma: int = Field(8, ge=1)
     model: str = ""
@@ -229,7 +228,27 @@ class SpeculativeChatModel(LocalChatModel):
     _decoder: SpeculativeDecoder | None = PrivateAttr(None)
 
     def model_post_init(self, context: Any) -> None:
-        self.model = self.model or f"{self.target.model}+speculative"
+        judge = self.verifier.model.model if self.verifier is not None else self.target.model
+        self.model = self.model or f"{judge}+speculative"
+
+    @classmethod
+    def remote(
+        cls,
+        draft: LocalChatModel,
+        server: OpenAICompatibleChatModel,
+        *,
+        ngram: bool = False,
+        **kwargs: Any,
+    ) -> SpeculativeChatModel:
+        """``draft`` (in-process) drafts for the model behind ``server``, which verifies.
+
+        The draft renders and tokenizes, so it must share the server model's
+        tokenizer (checked). Greedy only: the server reports top-N log-probs.
+        """
+        drafter: Drafter = ModelDrafter(draft)
+        if ngram:
+            drafter = CombinedDrafter(NgramDrafter(), ModelDrafter(draft))
+        return cls(target=draft, drafter=drafter, verifier=RemoteVerifier(server), **kwargs)
 
     @property
     def _llm_type(self) -> str:
@@ -239,8 +258,9 @@ class SpeculativeChatModel(LocalChatModel):
     def decoder(self) -> SpeculativeDecoder:
         if self._decoder is None:
             self._decoder = SpeculativeDecoder(
-                self.target, self.drafter, gamma=self.gamma, max_gamma=self.max_gamma
-            )
+                self.verifier or self.target, self.drafter, gamma=self.gamma,
+                max_gamma=self.max_gamma,
+            )  # fmt: skip
         return self._decoder
 
     def _lock(self) -> Any:
@@ -278,6 +298,11 @@ class SpeculativeChatModel(LocalChatModel):
         self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
     ) -> Generator[int, None, None]:
         if schema is not None:
+            if self.verifier is not None:
+                raise CapabilityError(
+                    "tool calls and structured output do not run speculatively against a server",
+                    hint="send grammar-constrained requests to the server model directly",
+                )
             yield from self.target._generate_tokens(prompt, sampling, schema)
             return
         decoder = self.decoder
