@@ -8,8 +8,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import BaseMessage, SystemMessage, convert_to_openai_messages
 from langchain_core.messages.tool import ToolCall, tool_call
+from langchain_core.outputs import ChatResult
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
@@ -48,6 +52,28 @@ class TokenLevelModel(Protocol):
     def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
         """The ``k`` likeliest next tokens after ``prompt``, with log-probabilities."""
         ...
+
+
+class StreamFirstChatModel(BaseChatModel):
+    """A chat model whose one implementation is its stream; invoke gathers the stream."""
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
 
 
 def require_token_level(model: object, purpose: str) -> TokenLevelModel:

@@ -25,11 +25,10 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
@@ -39,6 +38,7 @@ from collab.models.base import (
     JSON_OBJECT_SCHEMA,
     TOOL_CALL_MIN_TOKENS,
     TOOL_OPEN,
+    StreamFirstChatModel,
     ToolChoice,
     ToolLike,
     bounded,
@@ -82,7 +82,7 @@ class RunStats:
     finish_reason: str = "stop"
 
 
-class LocalChatModel(BaseChatModel):
+class LocalChatModel(StreamFirstChatModel):
     """Base of the in-process backends; see the module docstring."""
 
     model: str = Field(description="catalog name or path of the model")
@@ -461,15 +461,6 @@ class LocalChatModel(BaseChatModel):
             generation_info={"finish_reason": stats.finish_reason},
         )
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-
     async def _astream(
         self,
         messages: list[BaseMessage],
@@ -485,16 +476,6 @@ class LocalChatModel(BaseChatModel):
             if run_manager and isinstance(chunk.message.content, str):
                 await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
             yield chunk
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        chunks = [c async for c in self._astream(messages, stop, run_manager, **kwargs)]
-        return generate_from_stream(iter(chunks))
 
 
 async def _iterate_in_thread(

@@ -17,11 +17,10 @@ from typing import Any, Literal
 import httpx
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
@@ -34,6 +33,7 @@ from collab.errors import (
 )
 from collab.models.base import (
     TOOL_CALL_MIN_TOKENS,
+    StreamFirstChatModel,
     ToolChoice,
     ToolLike,
     bounded,
@@ -145,7 +145,7 @@ def with_system_hint_dicts(messages: list[dict[str, Any]], hint: str) -> list[di
     return [{"role": "system", "content": hint}, *messages]
 
 
-class OpenAICompatibleChatModel(BaseChatModel):
+class OpenAICompatibleChatModel(StreamFirstChatModel):
     """A chat model behind an OpenAI-compatible HTTP API."""
 
     model: str = Field(description="model name the server knows")
@@ -444,24 +444,6 @@ class OpenAICompatibleChatModel(BaseChatModel):
             return len(self.tokenize(text)) + 4 * len(messages)
         except CollabError:
             return math.ceil(len(text) / 4)
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
 
     # ---- token-level protocol --------------------------------------------------------
 
