@@ -93,6 +93,14 @@ def models_pull(name: Annotated[str, typer.Argument(help="catalog name")]) -> No
     console.print(f"[green]{name}[/] is ready at {path}")
 
 
+@models_app.command("rm")
+@friendly_errors
+def models_rm(name: Annotated[str, typer.Argument(help="catalog name")]) -> None:
+    """Delete a pulled model from the cache."""
+    removed = catalog.remove(name)
+    console.print(f"removed {name}" if removed else f"{name} is not in the cache")
+
+
 @app.command()
 @friendly_errors
 def demo(

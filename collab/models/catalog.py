@@ -11,7 +11,6 @@ import hashlib
 import importlib.metadata
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -265,8 +264,3 @@ def remove(name: str) -> bool:
         path.unlink()
         return True
     return False
-
-
-def disk_free(path: Path) -> int:
-    path.mkdir(parents=True, exist_ok=True)
-    return shutil.disk_usage(path).free

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from collab.errors import CapabilityError, ConfigurationError
-from collab.models.base import vocab_fingerprint
+from collab.models.base import require_token_level, vocab_fingerprint
 from collab.models.local import LocalChatModel, Sampling
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.strategies.acceptance import accept_greedy, accept_sampling
@@ -196,7 +196,8 @@ class SpeculativeDecoder:
 
 def check_same_vocabulary(draft: object, target: object) -> None:
     """Refuse a pair whose tokenizers differ: their token ids would mean different text."""
-    a, b = vocab_fingerprint(draft), vocab_fingerprint(target)  # type: ignore[arg-type]
+    a = vocab_fingerprint(require_token_level(draft, "drafting"))
+    b = vocab_fingerprint(require_token_level(target, "verifying drafts"))
     if a != b:
         raise ConfigurationError(
             f"draft model {getattr(draft, 'model', draft)!r} and target "
