@@ -31,59 +31,87 @@ from collab.strategies.verifiers import LocalVerifier, RemoteVerifier, Verifier
 class CostModel:
     """Measured costs and acceptance, and the draft length they call for.
 
-    Expected tokens per round with draft length g and per-token acceptance a:
-    (1 - a^(g+1)) / (1 - a). A round costs g draft steps plus one target pass
-    over g + 1 tokens; the target alone costs one pass over 1 token per token.
+    Acceptance is learnt per draft position: a_i, the chance that token i is
+    kept given that the ones before it were. Expected tokens per round with
+    draft length g are 1 + sum_j prod_{i<=j} a_i — with one a for all
+    positions, the familiar (1 - a^(g+1)) / (1 - a). Per position matters for
+    prompt-lookup drafts, whose misses come at the start of a draft and whose
+    hits run long. A round costs g draft steps plus one target pass over g + 1
+    tokens; the target alone costs one pass over 1 token per token.
+
+    Pass costs are measured per length, not assumed linear: on CPUs a batch
+    switches to matrix-matrix kernels past a few tokens, so 32 tokens can cost
+    little more than 8. Between measured lengths the cost is interpolated;
+    beyond the longest one it is taken as flat, an optimistic guess that gets
+    tried once and then replaced by its measurement.
     """
 
-    max_gamma: int = 8
-    smoothing: float = 0.3
-    acceptance: float = 0.7
+    max_gamma: int = 32
+    smoothing: float = 0.3  # weight of a new timing
+    decay: float = 0.95  # weight of a position's counts so far, each time it is judged
+    prior: float = 0.7  # acceptance assumed where nothing was tried, worth one round
     draft_step_s: float = 0.0
     verify_s: dict[int, float] = field(default_factory=dict)
+    tried: npt.NDArray[np.float64] = field(init=False)
+    kept: npt.NDArray[np.float64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tried = np.zeros(self.max_gamma)
+        self.kept = np.zeros(self.max_gamma)
 
     def observe(self, proposed: int, accepted: int, step_s: float, verify_s: float) -> None:
         """One round: tokens proposed and kept, seconds per draft step, seconds to verify."""
         w = self.smoothing
         if proposed:
-            self.acceptance = (1 - w) * self.acceptance + w * accepted / proposed
+            reached = min(accepted + 1, proposed, self.max_gamma)  # positions judged
+            self.tried[:reached] = self.tried[:reached] * self.decay + 1
+            self.kept[:reached] *= self.decay
+            self.kept[: min(accepted, self.max_gamma)] += 1
             old_step = self.draft_step_s
             self.draft_step_s = step_s if not old_step else (1 - w) * old_step + w * step_s
         n = proposed + 1
         old = self.verify_s.get(n)
         self.verify_s[n] = verify_s if old is None else (1 - w) * old + w * verify_s
 
+    def position_acceptance(self) -> npt.NDArray[np.float64]:
+        """a_i for each draft position i: kept / tried, with a prior worth one round."""
+        return (self.kept + self.prior) / (self.tried + 1)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether a one-token pass, the unit of every prediction, has been measured."""
+        return 1 in self.verify_s
+
     def pass_cost(self, n: int) -> float:
-        """Seconds of a target pass over n tokens: measured, else a line through what is."""
-        if n in self.verify_s:
-            return self.verify_s[n]
-        if not self.verify_s:
-            return 1.0 + 0.23 * (n - 1)  # shape only; replaced by measurements
+        """Seconds of a target pass over n tokens (needs ``calibrated``)."""
         known = sorted(self.verify_s.items())
-        if len(known) == 1:
-            (n0, t0) = known[0]
-            return t0 * (1 + 0.23 * (n - 1)) / (1 + 0.23 * (n0 - 1))
         xs, ys = zip(*known, strict=True)
-        slope, intercept = np.polyfit(xs, ys, 1)
-        return float(max(intercept + slope * n, ys[0]))
+        return float(np.interp(n, xs, np.maximum.accumulate(ys)))
 
     def expected_tokens(self, gamma: int) -> float:
-        a = min(self.acceptance, 0.999)
-        return float((1 - a ** (gamma + 1)) / (1 - a))
+        return float(1 + np.cumprod(self.position_acceptance()[:gamma]).sum())
 
-    def speedup(self, gamma: int, draft_step_s: float | None = None) -> float:
-        step = self.draft_step_s if draft_step_s is None else draft_step_s
-        round_s = gamma * step + self.pass_cost(gamma + 1)
-        return self.expected_tokens(gamma) / round_s * self.pass_cost(1)
+    def round_cost(self, gamma: int) -> float:
+        return gamma * self.draft_step_s + self.pass_cost(gamma + 1)
+
+    def speedup(self, gamma: int) -> float:
+        return self.expected_tokens(gamma) / self.round_cost(gamma) * self.pass_cost(1)
 
     def best(self) -> tuple[int, float]:
-        """(draft length, predicted speedup over the target alone)."""
-        options = [(g, self.speedup(g)) for g in range(1, self.max_gamma + 1)]
+        """(draft length, predicted speedup over the target alone).
+
+        Lengths grow at most twofold past the longest pass measured, so that an
+        optimistic guess costs one modest round, not one of ``max_gamma``.
+        """
+        reach = min(self.max_gamma, max(4, 2 * (max(self.verify_s) - 1)))
+        options = [(g, self.speedup(g)) for g in range(1, reach + 1)]
         return max(options, key=lambda o: o[1])
 
 
 @dataclass
 class SpecStats:
+    """One call's rounds. Predicted and measured speedups are ratios of sums over the call."""
+
     rounds: int = 0
     proposed: int = 0
     accepted: int = 0
@@ -91,14 +119,18 @@ class SpecStats:
     plain_steps: int = 0
     seconds: float = 0.0
     gammas: list[int] = field(default_factory=list)
-    predicted: list[float] = field(default_factory=list)
+    expected_tokens: float = 0.0  # what the cost model predicted, summed over steps
+    expected_s: float = 0.0
+    unit_s: float = 0.0  # one plain target step, as measured by the end of the call
 
     @property
     def acceptance(self) -> float:
         return self.accepted / self.proposed if self.proposed else 0.0
 
-    def summary(self, costs: CostModel) -> dict[str, Any]:
-        measured = self.produced / self.seconds * costs.pass_cost(1) if self.seconds else 0.0
+    def summary(self) -> dict[str, Any]:
+        def ratio(tokens: float, seconds: float) -> float:
+            return round(tokens / seconds * self.unit_s, 3) if seconds else 0.0
+
         return {
             "acceptance": round(self.acceptance, 3),
             "proposed": self.proposed,
@@ -106,8 +138,8 @@ class SpecStats:
             "rounds": self.rounds,
             "plain_steps": self.plain_steps,
             "mean_gamma": round(float(np.mean(self.gammas)), 2) if self.gammas else 0.0,
-            "predicted_speedup": round(float(np.mean(self.predicted or [1.0])), 3),
-            "measured_speedup": round(measured, 3),
+            "predicted_speedup": ratio(self.expected_tokens, self.expected_s),
+            "measured_speedup": ratio(self.produced, self.seconds),
         }
 
 
@@ -120,7 +152,7 @@ class SpeculativeDecoder:
         drafter: Drafter,
         *,
         gamma: int | None = None,
-        max_gamma: int = 8,
+        max_gamma: int = 32,
         off_below: float = 1.0,
         probe_every: int = 32,
     ) -> None:
@@ -136,31 +168,43 @@ class SpeculativeDecoder:
         if isinstance(drafter, ModelDrafter):
             check_same_vocabulary(drafter.model, self.verifier.model)
 
-    def _choose(self, since_probe: int) -> tuple[int, float]:
+    def _choose(self, since_probe: int, since_explore: int) -> int:
+        if not self.costs.calibrated:
+            return 0  # one plain step first: the unit every prediction is measured in
         if self.fixed_gamma is not None:
-            return self.fixed_gamma, self.costs.speedup(self.fixed_gamma)
-        gamma, predicted = self.costs.best()
+            return self.fixed_gamma
+        costs = self.costs
+        gamma, predicted = costs.best()
+        longest = max(costs.verify_s) - 1
+        free = costs.draft_step_s < 0.05 * costs.pass_cost(1)  # prompt lookup
+        if free and longest < costs.max_gamma and since_explore >= self.probe_every:
+            # Now and then try a longer draft than ever verified: long passes can
+            # cost far less per token than short ones, which only a measurement shows.
+            return min(costs.max_gamma, 2 * longest)
         if predicted < self.off_below and since_probe < self.probe_every:
-            return 0, 1.0  # not worth it now: the target alone, until the next probe
-        return gamma, predicted
+            return 0  # not worth it now: the target alone, until the next probe
+        return gamma
 
     def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generator[int, None, None]:
         """Tokens after ``prompt``; the caller holds the target's (and drafter's) lock."""
         rng = np.random.default_rng(sampling.seed)
         self.stats = SpecStats()  # per call; the cost model keeps learning across calls
         tokens = list(prompt)
-        since_probe = 0
+        since_probe = since_explore = 0
         n_ctx = getattr(self.verifier.model, "n_ctx", None)
         self.verifier.prefill(tokens)  # so that verify timings measure verification only
         start = time.perf_counter()
         try:
             while True:
-                gamma, predicted = self._choose(since_probe)
+                gamma = self._choose(since_probe, since_explore)
                 if isinstance(n_ctx, int):  # a draft must not push the check past the context
                     gamma = max(0, min(gamma, n_ctx - len(tokens) - 1))
                 draft = self.drafter.propose(tokens, gamma, sampling) if gamma else None
-                t1 = time.perf_counter()
                 proposed = draft.tokens if draft else []
+                if proposed:  # what the cost model expects of this round, before it is seen
+                    self.stats.expected_tokens += self.costs.expected_tokens(len(proposed))
+                    self.stats.expected_s += self.costs.round_cost(len(proposed))
+                t1 = time.perf_counter()
                 checked = [*tokens, *proposed]
                 if sampling.temperature <= 0:
                     best = self.verifier.argmax(checked, len(tokens) - 1)
@@ -173,25 +217,30 @@ class SpeculativeDecoder:
                 step_s = draft.step_s if draft else 0.0
                 self.costs.observe(len(proposed), kept, step_s, t2 - t1)
                 self.drafter.update(len(proposed), kept)
-                self._count(gamma, predicted, len(proposed), kept)
+                self._count(gamma, len(proposed), kept)
                 since_probe = 0 if proposed else since_probe + 1
+                longest = len(proposed) >= max(self.costs.verify_s) - 1
+                since_explore = 0 if longest else since_explore + 1
                 for token in [*proposed[:kept], nxt]:
                     self.stats.produced += 1
                     tokens.append(token)
                     yield token
         finally:
             self.stats.seconds += time.perf_counter() - start
+            if self.costs.calibrated:
+                self.stats.unit_s = self.costs.pass_cost(1)
 
-    def _count(self, gamma: int, predicted: float, proposed: int, kept: int) -> None:
+    def _count(self, gamma: int, proposed: int, kept: int) -> None:
         stats = self.stats
         if proposed:
             stats.rounds += 1
             stats.proposed += proposed
             stats.accepted += kept
             stats.gammas.append(gamma)
-            stats.predicted.append(predicted)
         else:
             stats.plain_steps += 1
+            stats.expected_tokens += 1
+            stats.expected_s += self.costs.pass_cost(1)
 
 
 def check_same_vocabulary(draft: object, target: object) -> None:
@@ -222,7 +271,7 @@ class SpeculativeChatModel(LocalChatModel):
     drafter: Any = Field(description="a Drafter: NgramDrafter, ModelDrafter, CombinedDrafter")
     verifier: Any = Field(None, description="a Verifier; None: the target, in-process")
     gamma: int | None = Field(None, ge=1, description="fixed draft length; None adapts it")
-    max_gamma: int = Field(8, ge=1)
+    max_gamma: int = Field(32, ge=1)
     model: str = ""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -293,7 +342,7 @@ class SpeculativeChatModel(LocalChatModel):
 
     def _trace_extra(self) -> dict[str, Any]:
         decoder = self.decoder
-        return {"speculative": decoder.stats.summary(decoder.costs)}
+        return {"speculative": decoder.stats.summary()}
 
     def _generate_tokens(
         self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
