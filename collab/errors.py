@@ -42,3 +42,7 @@ class CapabilityError(CollabError, NotImplementedError):
 
 class ModelOutputError(CollabError):
     """The model answered, but not in the shape asked for (unparseable tool call, ...)."""
+
+
+class PolicyError(CollabError):
+    """The policy forbids answering this request (sensitive data it may not handle)."""

@@ -472,13 +472,13 @@ class LocalChatModel(StreamFirstChatModel):
         # disconnects, a cancelled task) stops it at the next token.
         cancel = threading.Event()
         source = self._stream_cancellable(messages, stop, None, cancel, **kwargs)
-        async for chunk in _iterate_in_thread(source, cancel):
+        async for chunk in iterate_in_thread(source, cancel):
             if run_manager and isinstance(chunk.message.content, str):
                 await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
             yield chunk
 
 
-async def _iterate_in_thread(
+async def iterate_in_thread(
     source: Iterator[ChatGenerationChunk], cancel: threading.Event
 ) -> AsyncIterator[ChatGenerationChunk]:
     loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from collab.models.base import require_token_level, vocab_fingerprint
 from collab.models.local import LocalChatModel, Sampling
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.strategies.acceptance import accept_greedy, accept_sampling
+from collab.strategies.baselines import SLMOnly
 from collab.strategies.drafters import CombinedDrafter, Drafter, ModelDrafter, NgramDrafter
 from collab.strategies.verifiers import LocalVerifier, RemoteVerifier, Verifier
 
@@ -363,3 +364,10 @@ class SpeculativeChatModel(LocalChatModel):
                 if lock is not self.target._lock():
                     stack.enter_context(lock)
             yield from decoder.generate(prompt, sampling)
+
+
+class Speculative(SLMOnly):
+    """The strategy the policy picks: a ``SpeculativeChatModel`` answers, losslessly."""
+
+    name = "speculative"
+    role = "llm"
