@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from collab.models.base import text_content
 from collab.strategies.base import Strategy, answer_chunks, ask, question_text, relay, trace_of
-from collab.trace import stopwatch
+from collab.trace import Trace, stopwatch
 
 
 class Verdict(BaseModel):
@@ -40,6 +40,12 @@ class DraftVerify(Strategy):
 
     def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Iterator[AIMessageChunk]:
         draft, trace = ask(self.slm, messages, "drafter", **kwargs)
+        return self.review(messages, draft, trace, **kwargs)
+
+    def review(
+        self, messages: Sequence[BaseMessage], draft: AIMessage, trace: Trace, **kwargs: Any
+    ) -> Iterator[AIMessageChunk]:
+        """The LLM's review of ``draft`` (with its ``trace``), as the strategy's stream."""
         trace.strategy = self.name
         review = [HumanMessage(REVIEW.format(question=question_text(messages),
                                              draft=text_content(draft.content)))]  # fmt: skip
