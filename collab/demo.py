@@ -1,34 +1,52 @@
-"""``collab demo``: the SLM answers an easy question, the LLM a hard one, with the bill."""
+"""``collab demo``: a policy sends each request to the SLM or the LLM, and shows the bill.
+
+An easy question stays on the local SLM, a coding task goes to the LLM, and a
+reply that involves a customer's personal data goes to the LLM with that data
+redacted first (and restored locally in the answer).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from rich.console import Console
 from rich.table import Table
 
+from collab.chat_model import CollabChatModel
 from collab.config import load_settings
 from collab.models.defaults import make_llm, make_slm
-from collab.trace import ModelCall, Trace
+from collab.policy import Match, Policy, Rule
+from collab.trace import Trace
 
 EASY = "What is the capital of France? Answer in one sentence."
 HARD = "Write a Python function that merges two sorted lists into one sorted list in O(n) time."
+PRIVATE = (
+    "Write a two-sentence reply to our customer Jane Doe (jane.doe@example.com) confirming "
+    "that her refund was sent."
+)
 SYSTEM = "You are a helpful assistant."
 
+DEMO_POLICY = Policy(
+    default="slm_only",
+    privacy="redact",
+    rules=[
+        Rule(name="hard tasks", when=Match(task=["code", "math"]), strategy="llm_only"),
+        Rule(name="customer replies", when=Match(sensitive=True), strategy="llm_only"),
+    ],
+)
 
-def ask(console: Console, model: BaseChatModel, question: str) -> tuple[ModelCall, bool]:
-    """Stream ``model``'s answer to the console; return what it cost, and if usage is estimated."""
+
+def ask(console: Console, chat: CollabChatModel, question: str) -> Trace:
+    """Stream the answer to the console; return its trace."""
     full: AIMessageChunk | None = None
-    for chunk in model.stream([SystemMessage(SYSTEM), HumanMessage(question)]):
+    for chunk in chat.stream([SystemMessage(SYSTEM), HumanMessage(question)]):
         if isinstance(chunk.content, str) and chunk.content:
             console.print(chunk.content, end="", markup=False, highlight=False)
         full = chunk if full is None else full + chunk
     console.print()
     assert full is not None
-    estimated = bool(full.response_metadata.get("usage_estimated"))
-    return Trace.from_metadata(full.response_metadata).calls[0], estimated
+    return Trace.from_metadata(full.response_metadata)
 
 
 def run_demo(console: Console, easy: str, hard: str, *, resolve: Callable[[str], str]) -> None:
@@ -45,40 +63,43 @@ def run_demo(console: Console, easy: str, hard: str, *, resolve: Callable[[str],
         temperature=0.0,
     )
 
-    rows: list[tuple[str, str, ModelCall, bool]] = []
-    for label, question, model, role in (("easy", easy, slm, "SLM"), ("hard", hard, llm, "LLM")):
-        name = getattr(model, "model", type(model).__name__)
-        console.print(f"\n[bold cyan]{label} question → {role} ({name})[/]: {question}")
-        call, estimated = ask(console, model, question)
-        rows.append((label, role, call, estimated))
+    chat = CollabChatModel(slm=slm, llm=llm, policy=DEMO_POLICY)
+    rows: list[tuple[str, Trace]] = []
+    for label, question in (("easy", easy), ("hard", hard), ("private", PRIVATE)):
+        console.print(f"\n[bold cyan]{label}[/]: {question}")
+        decision = chat.decide([HumanMessage(question)])
+        console.print(f"[dim]policy: {decision.reason}[/]")
+        trace = ask(console, chat, question)
+        for audit in trace.extra.get("remote_audit", []):
+            if audit["redacted"]:
+                sent = audit["messages"][-1]["content"]
+                console.print(f"[dim]sent to the LLM, redacted: {sent}[/]")
+        rows.append((label, trace))
 
     table = Table(title="who answered, and what it cost")
-    table.add_column("question")
+    table.add_column("request")
+    table.add_column("strategy")
     table.add_column("model (where)")
     for column in ("in", "out", "seconds", "tok/s", "cost µ$"):
         table.add_column(column, justify="right")
-    for label, role, call, estimated in rows:
-        approx = "~" if estimated else ""
-        table.add_row(
-            label,
-            f"{role} {call.model} ({call.location})",
-            f"{approx}{call.input_tokens}",
-            f"{approx}{call.output_tokens}",
-            f"{call.latency_s:.1f}",
-            f"{call.tokens_per_s:.1f}",
-            f"{call.cost_usd * 1e6:.1f}",
-        )
+    for label, trace in rows:
+        for call in trace.calls:
+            table.add_row(
+                label, trace.strategy or "", f"{call.model} ({call.location})",
+                str(call.input_tokens), str(call.output_tokens), f"{call.latency_s:.1f}",
+                f"{call.tokens_per_s:.1f}", f"{call.cost_usd * 1e6:.1f}",
+            )  # fmt: skip
     console.print()
     console.print(table)
-    if any(estimated for *_, estimated in rows):
-        console.print("[dim]~ counted client-side: this server reports no usage when streaming.[/]")
 
     llm_price = settings.price_of(settings.llm, remote=True)
-    spent = sum(call.cost_usd for _, _, call, _ in rows)
-    all_llm = sum(llm_price.cost(c.input_tokens, c.output_tokens) for _, _, c, _ in rows)
+    calls = [c for _, t in rows for c in t.calls]
+    spent = sum(c.cost_usd for c in calls)
+    all_llm = sum(llm_price.cost(c.input_tokens, c.output_tokens) for c in calls)
     saved = 1 - spent / all_llm if all_llm else 0.0
     console.print(
-        f"Spent {spent * 1e6:.1f} µ$. Sending both questions to the LLM would have cost about "
-        f"{all_llm * 1e6:.1f} µ$ (same token counts at the LLM's price): {saved:.0%} saved, "
-        "and the easy question never left this machine."
+        f"Spent {spent * 1e6:.1f} µ$. Sending every request to the LLM would have cost about "
+        f"{all_llm * 1e6:.1f} µ$ (same token counts at the LLM's price): {saved:.0%} saved. "
+        "The easy question never left this machine, and the customer's name and email "
+        "never reached the LLM."
     )

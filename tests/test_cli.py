@@ -29,7 +29,9 @@ def test_demo_runs_offline_with_both_roles(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("COLLAB_N_CTX", "1024")
     result = runner.invoke(app, ["demo"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    assert "easy question → SLM" in result.output and "hard question → LLM" in result.output
+    assert "policy: default strategy slm_only" in result.output
+    assert "rule hard tasks" in result.output and "rule customer replies" in result.output
+    assert "sent to the LLM, redacted:" in result.output and "[EMAIL_1]" in result.output
     assert "stand-in" in result.output
     assert "local" in result.output and "remote" in result.output
     assert "saved" in result.output
