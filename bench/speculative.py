@@ -90,7 +90,7 @@ def run_peer(prompts: list[str], tokens: int, render: Callable[[str], str]) -> d
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
     llama = Llama(
-        model_path=str(catalog.resolve(TARGET)), n_ctx=2048, verbose=False,
+        model_path=str(catalog.resolve(TARGET)), n_ctx=4096, verbose=False,
         draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10),
     )  # fmt: skip
     n = seconds = decode_s = 0.0
@@ -149,9 +149,12 @@ def main() -> None:
         target.invoke([HumanMessage(prompts[0])])  # warm up
         results = {label: run_collab(chat, prompts, label) for label, chat in configs.items()}
         if not args.no_peer:
-            results["llama-cpp-python prompt lookup (peer)"] = run_peer(
-                prompts, tokens, lambda p, t=target: t.render([HumanMessage(p)])
-            )
+            try:
+                results["llama-cpp-python prompt lookup (peer)"] = run_peer(
+                    prompts, tokens, lambda p, t=target: t.render([HumanMessage(p)])
+                )
+            except Exception as exc:  # the peer's own bugs must not cost the whole run
+                console.print(f"[red]peer failed on {workload}: {exc!r}[/]")
         base = results["target alone"]
         for label, r in results.items():
             table.add_row(
@@ -160,7 +163,7 @@ def main() -> None:
                 "-" if r["acceptance"] != r["acceptance"] else f"{r['acceptance']:.0%}",
                 "-" if r["predicted"] != r["predicted"] else f"{r['predicted']:.2f}x",
             )  # fmt: skip
-    console.print(table)
+        console.print(table)  # after each workload, so that a long run shows progress
     console.print(
         "tok/s counts the whole call; decode tok/s the tokens after the first (prompt "
         "processing, which speculation does not change, left out). 'predicted' is the cost "

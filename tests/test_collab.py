@@ -249,3 +249,24 @@ def test_restored_answers_use_the_data(
     assert not any(value in received for _, value in cases)
     restored = [value for (_, value), a in zip(cases, answers, strict=True) if value in a]
     assert len(restored) >= 2, answers
+
+
+def test_the_policy_can_pick_speculative_decoding(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel, tmp_path: Path
+) -> None:
+    from collab.strategies.drafters import NgramDrafter
+    from collab.strategies.speculative import SpeculativeChatModel
+
+    spec = SpeculativeChatModel(target=slm, drafter=NgramDrafter(), temperature=0.0)
+    chat = CollabChatModel(
+        slm=slm, llm=remote, speculative=spec,
+        policy=Policy(default="slm_only", ledger=tmp_path / "s.db",
+                      rules=[{"name": "edits", "when": {"tags": ["edit"]},
+                              "strategy": "speculative"}]),
+    )  # fmt: skip
+    request = [HumanMessage("Repeat this line: the quick brown fox jumps over the lazy dog")]
+    answer = chat.invoke(request, request_tags=["edit"], max_tokens=20)
+    t = trace(answer)
+    assert t.strategy == "speculative" and "rule edits" in (t.reason or "")
+    assert answer.content == slm.invoke(request, max_tokens=20).content  # lossless
+    assert "speculative" in t.extra
