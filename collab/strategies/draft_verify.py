@@ -22,7 +22,10 @@ class Verdict(BaseModel):
     """The LLM's review of a draft."""
 
     approve: bool = Field(description="true when the draft is correct and complete as it is")
-    answer: str = Field("", description="when not approved: the corrected, complete answer")
+    # An explicit bound: whole answers must fit (strings are otherwise bounded short).
+    answer: str = Field(
+        "", max_length=8000, description="when not approved: the corrected, complete answer"
+    )
 
 
 REVIEW = (

@@ -24,7 +24,8 @@ class Draft:
     tokens: list[int]
     probs: npt.NDArray[np.float64] | None = None  # (len(tokens), vocab), for sampling
     source: str = ""
-    step_s: float = 0.0  # seconds per drafted token, catching up on the context excluded
+    step_s: float = 0.0  # seconds per drafted token
+    overhead_s: float = 0.0  # seconds spent catching up on the context before drafting
 
 
 class Drafter(Protocol):
@@ -98,8 +99,9 @@ class ModelDrafter:
         ctx = list(context)
         out: list[int] = []
         rows = []
-        # Catch up on the context first (after rejections, or after speculation was
-        # off), so that what is timed below is the cost of drafting alone.
+        # Catch up on the context first (the prompt, or what the target wrote while
+        # speculation was off): timed apart, as the price of drafting at all.
+        caught = time.perf_counter()
         self.model.logits_unlocked(ctx[:-1], len(ctx) - 1)
         start = time.perf_counter()
         for _ in range(k):
@@ -114,7 +116,7 @@ class ModelDrafter:
             ctx.append(token)
         probs = np.stack(rows) if rows else None
         step_s = (time.perf_counter() - start) / k if k else 0.0
-        return Draft(out, probs, source=self.name, step_s=step_s)
+        return Draft(out, probs, source=self.name, step_s=step_s, overhead_s=start - caught)
 
     def update(self, proposed: int, accepted: int) -> None:
         pass

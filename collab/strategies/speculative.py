@@ -52,6 +52,7 @@ class CostModel:
     decay: float = 0.95  # weight of a position's counts so far, each time it is judged
     prior: float = 0.7  # acceptance assumed where nothing was tried, worth one round
     draft_step_s: float = 0.0
+    draft_overhead_s: float = 0.0  # per round: the drafter catching up on the context
     verify_s: dict[int, float] = field(default_factory=dict)
     tried: npt.NDArray[np.float64] = field(init=False)
     kept: npt.NDArray[np.float64] = field(init=False)
@@ -60,10 +61,13 @@ class CostModel:
         self.tried = np.zeros(self.max_gamma)
         self.kept = np.zeros(self.max_gamma)
 
-    def observe(self, proposed: int, accepted: int, step_s: float, verify_s: float) -> None:
-        """One round: tokens proposed and kept, seconds per draft step, seconds to verify."""
+    def observe(
+        self, proposed: int, accepted: int, step_s: float, verify_s: float, overhead_s: float = 0.0
+    ) -> None:
+        """One round: tokens proposed and kept; seconds per draft step, to verify, to catch up."""
         w = self.smoothing
         if proposed:
+            self.draft_overhead_s = (1 - w) * self.draft_overhead_s + w * overhead_s
             reached = min(accepted + 1, proposed, self.max_gamma)  # positions judged
             self.tried[:reached] = self.tried[:reached] * self.decay + 1
             self.kept[:reached] *= self.decay
@@ -93,7 +97,7 @@ class CostModel:
         return float(1 + np.cumprod(self.position_acceptance()[:gamma]).sum())
 
     def round_cost(self, gamma: int) -> float:
-        return gamma * self.draft_step_s + self.pass_cost(gamma + 1)
+        return self.draft_overhead_s + gamma * self.draft_step_s + self.pass_cost(gamma + 1)
 
     def speedup(self, gamma: int) -> float:
         return self.expected_tokens(gamma) / self.round_cost(gamma) * self.pass_cost(1)
@@ -165,6 +169,7 @@ class SpeculativeDecoder:
         self.costs = CostModel(max_gamma=max_gamma)
         self.off_below = off_below
         self.probe_every = probe_every
+        self._probe_interval = probe_every
         self.stats = SpecStats()
         if isinstance(drafter, ModelDrafter):
             check_same_vocabulary(drafter.model, self.verifier.model)
@@ -182,8 +187,13 @@ class SpeculativeDecoder:
             # Now and then try a longer draft than ever verified: long passes can
             # cost far less per token than short ones, which only a measurement shows.
             return min(costs.max_gamma, 2 * longest)
-        if predicted < self.off_below and since_probe < self.probe_every:
+        if predicted >= self.off_below:
+            self._probe_interval = self.probe_every
+            return gamma
+        if since_probe < self._probe_interval:
             return 0  # not worth it now: the target alone, until the next probe
+        # A probe costs the drafter's catch-up: probes that keep not paying get rarer.
+        self._probe_interval = min(2 * self._probe_interval, 4096)
         return gamma
 
     def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generator[int, None, None]:
@@ -215,8 +225,8 @@ class SpeculativeDecoder:
                     p = self.verifier.probs(checked, len(tokens) - 1, sampling)
                     t2 = time.perf_counter()
                     kept, nxt = accept_sampling(proposed, draft.probs if draft else None, p, rng)
-                step_s = draft.step_s if draft else 0.0
-                self.costs.observe(len(proposed), kept, step_s, t2 - t1)
+                step_s, overhead_s = (draft.step_s, draft.overhead_s) if draft else (0.0, 0.0)
+                self.costs.observe(len(proposed), kept, step_s, t2 - t1, overhead_s)
                 self.drafter.update(len(proposed), kept)
                 self._count(gamma, len(proposed), kept)
                 since_probe = 0 if proposed else since_probe + 1
