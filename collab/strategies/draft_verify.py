@@ -19,19 +19,23 @@ from collab.trace import Trace, stopwatch
 
 
 class Verdict(BaseModel):
-    """The LLM's review of a draft."""
+    """The LLM's review of a draft: a short structured judgement, never the whole answer.
+
+    A corrected answer is written freely afterwards (and streams): whole answers
+    under a JSON grammar would need unbounded strings, which grammar converters
+    expand into grammars too large to run.
+    """
 
     approve: bool = Field(description="true when the draft is correct and complete as it is")
-    # An explicit bound: whole answers must fit (strings are otherwise bounded short).
-    answer: str = Field(
-        "", max_length=8000, description="when not approved: the corrected, complete answer"
-    )
 
 
 REVIEW = (
     "Review a draft answer written by an assistant.\n\nRequest:\n{question}\n\nDraft answer:\n"
-    "{draft}\n\nIf the draft is correct and complete, approve it and leave answer empty. "
-    "Otherwise set approve to false and write the corrected, complete answer."
+    "{draft}\n\nIs the draft correct and complete? Approve it only if so."
+)
+CORRECT = (
+    "{question}\n\n---\nA draft answer to the request above was judged wrong or incomplete:"
+    "\n\n{draft}\n\n---\nWrite the corrected, complete answer to the request."
 )
 
 
@@ -63,18 +67,19 @@ class DraftVerify(Strategy):
         trace = trace.merge(review_trace)
         drafted = sum(c.output_tokens for c in trace.calls if c.role == "drafter")
         spent = sum(c.output_tokens for c in trace.calls if c.role == "verifier")
-        if not isinstance(verdict, Verdict):  # an unreadable review: the LLM answers itself
-            trace.reason = "the LLM's review could not be read: the LLM answers"
-            trace.escalations.append("unreadable review")
-            yield from relay(self.llm, messages, "llm", trace, **kwargs)
-            return
-        trace.extra["approved"] = verdict.approve
-        trace.extra["llm_output_tokens_saved"] = drafted - spent
-        if verdict.approve or not verdict.answer.strip():
+        approved = isinstance(verdict, Verdict) and verdict.approve
+        trace.extra["approved"] = approved
+        if approved:
+            trace.extra["llm_output_tokens_saved"] = drafted - spent
             trace.reason = "the LLM approved the SLM's draft"
-            final = draft
-        else:
-            trace.reason = "the LLM corrected the SLM's draft"
-            trace.escalations.append("draft corrected")
-            final = AIMessage(content=verdict.answer)
-        yield from answer_chunks(final, trace)
+            yield from answer_chunks(draft, trace)
+            return
+        trace.reason = (
+            "the LLM rejected the SLM's draft and corrected it"
+            if isinstance(verdict, Verdict)
+            else "the LLM's review could not be read: the LLM answers"
+        )
+        trace.escalations.append("draft corrected")
+        correct = [HumanMessage(CORRECT.format(question=question_text(messages),
+                                               draft=text_content(draft.content)))]  # fmt: skip
+        yield from relay(self.llm, correct, "llm", trace, **kwargs)
