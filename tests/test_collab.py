@@ -200,25 +200,38 @@ def planted_prompts() -> Iterator[tuple[str, list[str]]]:
         yield template.format(**values), used
 
 
-def test_redaction_keeps_planted_data_off_the_server(
-    slm: LlamaCppChatModel, server: LocalLLMServer, tmp_path: Path
-) -> None:
-    proxy = RecordingProxy(server.base_url)
-    llm = OpenAICompatibleChatModel(
-        model=SMOL, base_url=proxy.base_url, temperature=0.0, max_tokens=6, timeout=60
+@pytest.fixture()
+def proxy(server: LocalLLMServer) -> Iterator[RecordingProxy]:
+    """The real server behind a proxy that records what it was sent."""
+    recording = RecordingProxy(server.base_url)
+    yield recording
+    recording.close()
+
+
+def through(proxy: RecordingProxy, max_tokens: int) -> OpenAICompatibleChatModel:
+    return OpenAICompatibleChatModel(
+        model=SMOL, base_url=proxy.base_url, temperature=0.0, max_tokens=max_tokens, timeout=60
     )
-    chat = collab(slm, llm, tmp_path, default="llm_only", privacy="redact", names=FIRST)
+
+
+def answered_remotely(t: Trace) -> bool:
+    return "llm_down" not in t.extra and any(c.location == "remote" for c in t.calls)
+
+
+def test_redaction_keeps_planted_data_off_the_server(
+    slm: LlamaCppChatModel, proxy: RecordingProxy, tmp_path: Path
+) -> None:
+    chat = collab(slm, through(proxy, 6), tmp_path, default="llm_only", privacy="redact",
+                  names=FIRST)  # fmt: skip
     planted: list[str] = []
-    try:
-        for prompt, used in planted_prompts():
-            assert {f.text for f in find_sensitive(prompt, FIRST)} >= set(used), prompt
-            t = trace(chat.invoke([HumanMessage(prompt)]))
-            assert t.extra["policy"]["privacy"] == "redact" and t.extra["remote_audit"]
-            planted += used
-        received = proxy.received()
-        decoded = json.dumps([json.loads(b) for b in proxy.bodies if b], ensure_ascii=False)
-    finally:
-        proxy.close()
+    for prompt, used in planted_prompts():
+        assert {f.text for f in find_sensitive(prompt, FIRST)} >= set(used), prompt
+        t = trace(chat.invoke([HumanMessage(prompt)]))
+        assert t.extra["policy"]["privacy"] == "redact" and t.extra["remote_audit"]
+        assert answered_remotely(t)
+        planted += used
+    received = proxy.received()
+    decoded = json.dumps([json.loads(b) for b in proxy.bodies if b], ensure_ascii=False)
     assert len(proxy.bodies) >= 50 and "[NAME_1]" in received
     leaked = {
         p
@@ -230,23 +243,20 @@ def test_redaction_keeps_planted_data_off_the_server(
 
 
 def test_restored_answers_use_the_data(
-    slm: LlamaCppChatModel, server: LocalLLMServer, tmp_path: Path
+    slm: LlamaCppChatModel, proxy: RecordingProxy, tmp_path: Path
 ) -> None:
-    proxy = RecordingProxy(server.base_url)
-    llm = OpenAICompatibleChatModel(
-        model=SMOL, base_url=proxy.base_url, temperature=0.0, max_tokens=24, timeout=60
-    )
-    chat = collab(slm, llm, tmp_path, default="llm_only", privacy="redact")
+    chat = collab(slm, through(proxy, 24), tmp_path, default="llm_only", privacy="redact")
     cases = [
         ("Copy this line: To: sam.lee@example.com", "sam.lee@example.com"),
         ("Say: hello ops@example.net", "ops@example.net"),
         ("Fill in the greeting. Name: Rosa Ortiz\nGreeting: Hello", "Rosa Ortiz"),
     ]
-    try:
-        answers = [str(chat.invoke([HumanMessage(prompt)]).content) for prompt, _ in cases]
-        received = proxy.received()
-    finally:
-        proxy.close()
+    answers = []
+    for prompt, _ in cases:
+        answer = chat.invoke([HumanMessage(prompt)])
+        assert answered_remotely(trace(answer))
+        answers.append(str(answer.content))
+    received = proxy.received()
     assert not any(value in received for _, value in cases)
     restored = [value for (_, value), a in zip(cases, answers, strict=True) if value in a]
     assert len(restored) >= 2, answers

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
 import uuid
-from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import BaseMessage, SystemMessage, convert_to_openai_messages
 from langchain_core.messages.tool import ToolCall, tool_call
-from langchain_core.outputs import ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
@@ -26,6 +28,8 @@ from collab.errors import CapabilityError, ConfigurationError, ModelOutputError
 TOOL_OPEN = "<tool_call>"
 TOOL_CLOSE = "</tool_call>"
 CALL_START = '{"'
+
+T = TypeVar("T")
 
 ToolLike = dict[str, Any] | type[BaseModel] | BaseTool | Any
 ToolChoice = Literal["auto", "any", "none", "required"] | str | dict[str, Any] | bool | None
@@ -55,7 +59,11 @@ class TokenLevelModel(Protocol):
 
 
 class StreamFirstChatModel(BaseChatModel):
-    """A chat model whose one implementation is its stream; invoke gathers the stream."""
+    """A chat model whose one implementation is its stream; invoke gathers the stream.
+
+    ``_astream`` defaults to the sync stream driven in a worker thread (local
+    models must not block the event loop); async-native models override it.
+    """
 
     def _generate(
         self,
@@ -74,6 +82,67 @@ class StreamFirstChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+
+    def _threaded_stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        cancel: threading.Event,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """The stream the worker thread drives; models that can stop early watch ``cancel``."""
+        return self._stream(messages, stop, None, **kwargs)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        cancel = threading.Event()
+        source = self._threaded_stream(messages, stop, cancel, **kwargs)
+        async for chunk in iterate_in_thread(source, cancel):
+            if run_manager and isinstance(chunk.message.content, str):
+                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
+            yield chunk
+
+
+async def iterate_in_thread(source: Iterator[T], cancel: threading.Event) -> AsyncIterator[T]:
+    """``source`` driven in a worker thread: blocking work never runs on the event loop.
+
+    Leaving the iteration early sets ``cancel`` and closes ``source``.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for item in source:
+                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+                if cancel.is_set():
+                    break
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
+        except BaseException as exc:  # handed to the awaiting side, re-raised there
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+
+    worker = loop.run_in_executor(None, pump)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                break
+    finally:
+        cancel.set()
+        await asyncio.shield(worker)
 
 
 def require_token_level(model: object, purpose: str) -> TokenLevelModel:

@@ -9,12 +9,11 @@ and trace, and async that never blocks the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import json
 import threading
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import LangSmithParams, LanguageModelInput
@@ -461,56 +459,16 @@ class LocalChatModel(StreamFirstChatModel):
             generation_info={"finish_reason": stats.finish_reason},
         )
 
-    async def _astream(
+    def _threaded_stream(
         self,
         messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        stop: list[str] | None,
+        cancel: threading.Event,
         **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        # Generation runs in a worker thread; leaving the loop early (a client that
-        # disconnects, a cancelled task) stops it at the next token.
-        cancel = threading.Event()
-        source = self._stream_cancellable(messages, stop, None, cancel, **kwargs)
-        async for chunk in iterate_in_thread(source, cancel):
-            if run_manager and isinstance(chunk.message.content, str):
-                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
-            yield chunk
-
-
-async def iterate_in_thread(
-    source: Iterator[ChatGenerationChunk], cancel: threading.Event
-) -> AsyncIterator[ChatGenerationChunk]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def pump() -> None:
-        try:
-            for item in source:
-                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
-                if cancel.is_set():
-                    break
-            loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
-        except BaseException as exc:  # handed to the awaiting side, re-raised there
-            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-        finally:
-            close = getattr(source, "close", None)
-            if close:
-                close()
-
-    worker = loop.run_in_executor(None, pump)
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                break
-    finally:
-        cancel.set()
-        await asyncio.shield(worker)
+    ) -> Iterator[ChatGenerationChunk]:
+        # Leaving the async loop early (a client that disconnects, a cancelled task)
+        # stops generation at the next token.
+        return self._stream_cancellable(messages, stop, None, cancel, **kwargs)
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:

@@ -7,17 +7,22 @@ trace in ``response_metadata["collab"]`` and its summed ``usage_metadata``.
 
 from __future__ import annotations
 
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    message_chunk_to_message,
+)
 
-from collab.models.base import text_content
-from collab.models.local import LocalChatModel, iterate_in_thread
+from collab.models.base import iterate_in_thread, text_content
+from collab.models.local import LocalChatModel
 from collab.trace import TRACE_KEY, ModelCall, Trace, stopwatch
 
 
@@ -37,11 +42,8 @@ class Strategy(ABC):
 
         Leaving the iteration early stops the work at the next chunk.
         """
-        cancel = threading.Event()
-        chunks = (ChatGenerationChunk(message=c) for c in self.stream(messages, **kwargs))
-        async for chunk in iterate_in_thread(chunks, cancel):
-            assert isinstance(chunk.message, AIMessageChunk)
-            yield chunk.message
+        async for chunk in iterate_in_thread(self.stream(messages, **kwargs), threading.Event()):
+            yield chunk
 
     def invoke(self, messages: Sequence[BaseMessage], **kwargs: Any) -> AIMessage:
         return gather(self.stream(messages, **kwargs))
@@ -53,19 +55,10 @@ class Strategy(ABC):
 
 def gather(chunks: Iterator[AIMessageChunk]) -> AIMessage:
     """One message from a stream of chunks."""
-    total: AIMessageChunk | None = None
-    for chunk in chunks:
-        total = chunk if total is None else total + chunk
-    if total is None:
-        return AIMessage(content="")
-    return AIMessage(
-        content=total.content,
-        tool_calls=total.tool_calls,
-        invalid_tool_calls=total.invalid_tool_calls,
-        usage_metadata=total.usage_metadata,
-        response_metadata=total.response_metadata,
-        id=total.id,
-    )
+    total = sum(chunks, AIMessageChunk(content=""))
+    message = message_chunk_to_message(total)
+    assert isinstance(message, AIMessage)
+    return message
 
 
 def model_name(model: BaseChatModel) -> str:
@@ -152,17 +145,11 @@ def answer_chunks(message: AIMessage, trace: Trace) -> Iterator[AIMessageChunk]:
         yield AIMessageChunk(
             content=message.content,
             tool_call_chunks=[
-                {"name": c["name"], "args": _json(c["args"]), "id": c["id"], "index": i}
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
                 for i, c in enumerate(message.tool_calls)
             ],
         )
     yield final_chunk(trace, message.response_metadata)
-
-
-def _json(args: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(args)
 
 
 def question_text(messages: Sequence[BaseMessage]) -> str:

@@ -61,15 +61,20 @@ class TokenLogprob:
     def name(self) -> str:
         return f"logprob_{self.reduce}"
 
-    def confidence(self, messages: Sequence[BaseMessage], answer: AIMessage) -> float:
+    def logprobs(self, messages: Sequence[BaseMessage], answer: AIMessage) -> list[float]:
+        """The model's log-probability of each token of ``answer``, after ``messages``."""
         tl = require_token_level(self.model, "log-probability confidence")
         prompt = tl.tokenize(self.model.render(list(messages)))
         tokens = tl.tokenize(text_content(answer.content), special=False)
-        logps = tl.continuation_logprobs(prompt, tokens)
+        return tl.continuation_logprobs(prompt, tokens)
+
+    def reduced(self, logps: Sequence[float]) -> float:
         if not logps:
             return 0.0
-        value = sum(logps) / len(logps) if self.reduce == "mean" else min(logps)
-        return math.exp(value)
+        return math.exp(sum(logps) / len(logps) if self.reduce == "mean" else min(logps))
+
+    def confidence(self, messages: Sequence[BaseMessage], answer: AIMessage) -> float:
+        return self.reduced(self.logprobs(messages, answer))
 
 
 SELF_CHECK = (
