@@ -53,8 +53,11 @@ typecheck: install-dev
 
 bench: install-dev
 	$(PIP) -e '.[dev,transformers,server,bench]'
+	$(PIP) --no-deps bfcl-eval  # its data and AST checker only; its deps are every provider SDK
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/speculative.py
+	$(BIN)/python bench/cascade.py
+	$(BIN)/python bench/bfcl.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -167,6 +167,14 @@ class CollabChatModel(StreamFirstChatModel):
             return Speculative(self.speculative)
         raise ConfigurationError(f"unknown strategy {name!r}")
 
+    def remote_for(self, decision: Decision) -> BaseChatModel:
+        """The LLM as ``decision`` may use it: a remote one behind a gate that redacts
+        what the decision says to, and audits what leaves the machine."""
+        if is_local(self.llm):
+            return self.llm
+        redactor = Redactor(names=self.policy.names, enabled=decision.privacy == "redact")
+        return RemoteGate(inner=self.llm, redactor=redactor)
+
     # ---- running -------------------------------------------------------------------------
 
     def _stream(
@@ -183,9 +191,7 @@ class CollabChatModel(StreamFirstChatModel):
                 f"request refused: {decision.reason}",
                 hint="remove the personal data, or set the policy's privacy to 'local' or 'redact'",
             )
-        redactor = Redactor(names=self.policy.names, enabled=decision.privacy == "redact")
-        gate = None if is_local(self.llm) else RemoteGate(inner=self.llm, redactor=redactor)
-        strategy = self.strategy(decision.strategy, gate)
+        strategy = self.strategy(decision.strategy, self.remote_for(decision))
         emitted = False
         try:
             for chunk in self._decorated(strategy.stream(messages, stop=stop, **kwargs), decision):

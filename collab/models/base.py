@@ -395,20 +395,33 @@ def chat_dicts(
     return dicts
 
 
+_FENCE = "```json"
+
+
 def opens_call(text: str) -> bool | None:
-    """Whether a reply that starts with ``text`` is a tool call; None while undecided."""
+    """Whether a reply that starts with ``text`` is a tool call; None while undecided.
+
+    Calls open with ``<tool_call>``, or with ``{"`` bare or in a ```json fence
+    (what instruction-tuned coders write when they mean a call).
+    """
     probe = text.lstrip()
-    for opening in (TOOL_OPEN, CALL_START):
-        if probe.startswith(opening):
-            return True
-        if opening.startswith(probe):
-            return None
-    return False
+    if probe.startswith(TOOL_OPEN):
+        return True
+    if TOOL_OPEN.startswith(probe) or _FENCE.startswith(probe):
+        return None
+    if probe.startswith(_FENCE):
+        probe = probe.removeprefix(_FENCE)
+    compact = "".join(probe.split())
+    if compact.startswith(CALL_START):
+        return True
+    return None if CALL_START.startswith(compact) else False
 
 
 def split_tool_call_text(text: str) -> ToolCall | None:
     """The call in a ``{"name": ..., "arguments": ...}`` reply (tags optional), else None."""
     body = text.strip()
+    if body.startswith(_FENCE):
+        body = body.removeprefix(_FENCE).split("```", 1)[0].strip()
     if body.startswith(TOOL_OPEN):
         body = body.removeprefix(TOOL_OPEN).split(TOOL_CLOSE, 1)[0].strip()
     if not body.startswith("{"):

@@ -5,6 +5,13 @@ optional JSON-schema constraint, token bytes, end-of-generation test); this
 class turns them into a LangChain chat model: chat templates, streaming with
 stop strings, tool calls decoded under a grammar, structured output, usage
 and trace, and async that never blocks the event loop.
+
+Tool calling takes, beside OpenAI's ``tool_choice`` and ``parallel_tool_calls``
+(a JSON array of one or more calls), ``score_tool_calls=True``: the reply's
+``response_metadata["tool_call_logprob"]`` then says how likely the free model
+finds the call it was held to, a confidence signal for repair or escalation.
+With ``tool_choice="auto"``, ``response_metadata["tool_call_probability"]`` is
+the probability the model gave to calling at all.
 """
 
 from __future__ import annotations
@@ -78,6 +85,18 @@ class RunStats:
     prompt_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str = "stop"
+    tokens: list[int] = field(default_factory=list)  # of the last decode
+    metadata: dict[str, Any] = field(default_factory=dict)  # for response_metadata
+
+
+# Most calls a reply with parallel_tool_calls=True may hold.
+MAX_PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class _CallSettings:
+    parallel: bool = False  # a JSON array of calls instead of one call
+    score: bool = False  # report the call's log-probability under the free model
 
 
 class LocalChatModel(StreamFirstChatModel):
@@ -247,6 +266,7 @@ class LocalChatModel(StreamFirstChatModel):
         hold = max((len(s) for s in sampling.stop), default=1) - 1
         pending = ""
         produced = 0
+        stats.tokens = []
         gen = self._generate_tokens(prompt, sampling, schema)
         try:
             for token in gen:
@@ -258,6 +278,7 @@ class LocalChatModel(StreamFirstChatModel):
                     break
                 produced += 1
                 stats.output_tokens += 1
+                stats.tokens.append(token)
                 pending += decoder.decode(self._piece(token))
                 cut = _first_stop(pending, sampling.stop)
                 if cut is not None:
@@ -319,13 +340,17 @@ class LocalChatModel(StreamFirstChatModel):
             return chunk
 
         threshold = float(kwargs.get("tool_call_threshold", self.tool_call_threshold))
+        calls = _CallSettings(
+            parallel=bool(kwargs.get("parallel_tool_calls", False)),
+            score=bool(kwargs.get("score_tool_calls", False)),
+        )
         with self._lock():
             prompt = self._encode(prompt_text)
             if names:  # a call is required: decode it under the grammar from the start
-                call_text = self._forced_call(prompt_text, sampling, tools, names, stats)
+                call_text = self._forced_call(prompt_text, sampling, tools, names, stats, calls)
                 yield self._tool_chunk(call_text, run_manager, watch)
-            elif names is None and self._call_probability(prompt, tools) >= threshold:
-                call_text = self._forced_call(prompt_text, sampling, tools, None, stats)
+            elif names is None and self._opens_call(prompt, tools, stats) >= threshold:
+                call_text = self._forced_call(prompt_text, sampling, tools, None, stats, calls)
                 yield self._tool_chunk(call_text, run_manager, watch)
             elif names is None:  # auto, and a call is unlikely: text, unless one opens anyway
                 held = ""
@@ -342,7 +367,7 @@ class LocalChatModel(StreamFirstChatModel):
                         yield emit(held)
                 if decided:
                     stats.prompt_tokens -= len(prompt)  # the prefilled prompt is counted instead
-                    call_text = self._forced_call(prompt_text, sampling, tools, None, stats)
+                    call_text = self._forced_call(prompt_text, sampling, tools, None, stats, calls)
                     yield self._tool_chunk(call_text, run_manager, watch)
                 elif decided is None and held:
                     yield emit(held)
@@ -364,22 +389,43 @@ class LocalChatModel(StreamFirstChatModel):
         tools: list[dict[str, Any]],
         names: list[str] | None,
         stats: RunStats,
+        calls: _CallSettings,
     ) -> str:
-        """JSON of one call to one of ``names`` (all tools if None), grammar-constrained."""
+        """JSON of one call to one of ``names`` (all tools if None), grammar-constrained.
+
+        With ``calls.parallel`` it is a JSON array of one or more calls. With
+        ``calls.score``, how likely the unconstrained model finds the call it
+        was held to goes into ``stats.metadata`` (a confidence signal).
+        """
         schema = tool_call_schema(tools, names or [t["function"]["name"] for t in tools])
+        if calls.parallel:
+            schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": MAX_PARALLEL}
         prefilled = self._encode(prompt_text + self._call_opening(tools))
         # A call cut short is no call: give it room to close its (bounded) JSON.
-        budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
+        budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS) * (2 if calls.parallel else 1)
         no_stop = Sampling(**{**sampling.__dict__, "stop": [], "max_tokens": budget})
         text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
         stats.finish_reason = "tool_calls"
+        if calls.score and stats.tokens:
+            made = stats.tokens
+            logp = log_softmax(self.logits_unlocked([*prefilled, *made[:-1]], len(prefilled) - 1))
+            # The first token only says "a call starts" (tool_call_probability says
+            # how likely that was); the rest says how sure the model is of the call.
+            scores = np.array([logp[i, t] for i, t in enumerate(made)][1:] or [0.0])
+            stats.metadata["tool_call_logprob"] = {
+                "mean": float(scores.mean()),
+                "min": float(scores.min()),
+                "tokens": len(made),
+            }
         return text
 
-    def _call_probability(self, prompt: list[int], tools: list[dict[str, Any]]) -> float:
+    def _opens_call(self, prompt: list[int], tools: list[dict[str, Any]], stats: RunStats) -> float:
         """The probability the model gives to opening a tool call after ``prompt``."""
         opening = self.tokenize(self._call_opening(tools) + CALL_START)
         logp = log_softmax(self.logits_unlocked([*prompt, *opening[:-1]], len(prompt) - 1))
-        return float(np.exp(sum(logp[i, t] for i, t in enumerate(opening))))
+        probability = float(np.exp(sum(logp[i, t] for i, t in enumerate(opening))))
+        stats.metadata["tool_call_probability"] = probability
+        return probability
 
     # ---- token-level protocol (tokenize and detokenize come from the backend) -------
 
@@ -409,21 +455,29 @@ class LocalChatModel(StreamFirstChatModel):
         self, call_text: str, run_manager: CallbackManagerForLLMRun | None, watch: Stopwatch
     ) -> ChatGenerationChunk:
         try:
-            call = parse_tool_call(call_text)
-        except (ValueError, KeyError, TypeError) as exc:
+            parsed = json.loads(call_text, strict=False)
+            found = (
+                [parse_tool_call(json.dumps(c)) for c in parsed]
+                if isinstance(parsed, list)
+                else [parse_tool_call(call_text)]
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelOutputError(
                 f"{self.model} produced a tool call that does not parse: {call_text!r}",
                 hint="the call outgrew its token budget; give the tool fewer or "
                 "shorter (maxLength) arguments",
             ) from exc
         watch.mark_first()
-        args = json.dumps(call["args"], ensure_ascii=False)
         msg = AIMessageChunk(
             content="",
             tool_call_chunks=[
                 tool_call_chunk(
-                    name=call["name"], args=args, id=call["id"] or new_tool_call_id(), index=0
+                    name=call["name"],
+                    args=json.dumps(call["args"], ensure_ascii=False),
+                    id=call["id"] or new_tool_call_id(),
+                    index=i,
                 )
+                for i, call in enumerate(found)
             ],
         )
         chunk = ChatGenerationChunk(message=msg)
@@ -453,6 +507,7 @@ class LocalChatModel(StreamFirstChatModel):
                     "model_name": self.model,
                     "finish_reason": stats.finish_reason,
                     TRACE_KEY: trace.to_metadata(),
+                    **stats.metadata,
                 },
                 chunk_position="last",
             ),

@@ -371,7 +371,8 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
         p_open = sum(
             math.exp(t.logprob)
             for t in tops
-            if opens_call(t.token) is not False and t.token.strip()
+            # a code fence opens code more often than a call: not counted
+            if opens_call(t.token) is not False and t.token.strip("` \n")
         )
         if p_open >= plan.threshold:
             self._force_call(plan, None)

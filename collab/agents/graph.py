@@ -1,0 +1,380 @@
+"""The agent graph: the SLM routes, calls tools and drafts; the LLM verifies and reasons.
+
+``build_graph(slm, llm, tools=..., policy=...)`` returns a compiled LangGraph
+``StateGraph``. Per user turn:
+
+    router ──> tool_caller ──> [verifier] ──> tools ──> tool_caller ... ──> responder
+       │            └── (no tool applies: its text is the draft) ──┐
+       ├──> drafter ──> [verifier (draft_verify) | reasoner (cascade escalates)] ──> responder
+       └──> reasoner ──────────────────────────────────────────────────────────────> responder
+
+The router asks the policy (``collab.policy``) how to answer: ``llm_only`` goes
+to the reasoner, ``route`` scores difficulty first, everything else starts on
+the SLM. Calls to tools marked ``verify`` are checked by the LLM before they run;
+tools marked ``requires_approval`` pause the graph (LangGraph ``interrupt``)
+until resumed with ``Command(resume=True | False | {call_id: bool})``.
+
+Streaming: ``stream_mode="messages"`` yields every model's tokens (the node is
+in the metadata's ``langgraph_node``); ``stream_mode="custom"`` yields
+collaboration events, dicts with an ``event`` key: ``route``, ``tool_calls``,
+``escalation``, ``verdict``, ``tool_results``, ``llm_down`` and ``done``.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Sequence
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import RetryPolicy, interrupt
+
+from collab.chat_model import CollabChatModel
+from collab.errors import ModelOutputError, ModelUnavailableError, PolicyError
+from collab.models.base import text_content
+from collab.policy import Decision, Policy
+from collab.strategies.base import ask, gather
+from collab.strategies.cascade import Cascade
+from collab.strategies.draft_verify import REVIEW, DraftVerify, Verdict
+from collab.tools import ToolCaller, make_tools, options_of, run_tool_calls
+from collab.trace import TRACE_KEY, Trace
+
+
+class AgentState(TypedDict, total=False):
+    """The graph's state. ``trace`` gathers every step's Trace (as dicts) through a reducer."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    trace: Annotated[list[dict[str, Any]], operator.add]
+    decision: dict[str, Any]  # the policy's Decision for this turn
+    answer: AIMessage | None  # the answer being made, before the responder commits it
+    next: str  # where the last node routes to
+    rounds: int  # tool rounds in this turn
+    turn_start: int  # index in ``trace`` where this turn's entries begin
+
+
+def _emit(event: str, **data: Any) -> None:
+    get_stream_writer()({"event": event, **data})
+
+
+def _turn(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The messages since the last user message (this turn's tool calls and results)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], HumanMessage):
+            return list(messages[i:])
+    return list(messages)
+
+
+class _Agent:
+    """The nodes; one instance per compiled graph."""
+
+    def __init__(
+        self,
+        slm: BaseChatModel,
+        llm: BaseChatModel,
+        tools: Sequence[Any],
+        policy: Policy,
+        max_tool_rounds: int,
+        min_logprob: float | None,
+        tool_choice: str,
+    ) -> None:
+        self.pair = CollabChatModel(slm=slm, llm=llm, policy=policy)
+        self.slm, self.llm = slm, llm
+        self.tools = make_tools(tools) if tools else []
+        self.max_tool_rounds, self.min_logprob = max_tool_rounds, min_logprob
+        self.tool_choice = tool_choice
+
+    def decision(self, state: AgentState) -> Decision:
+        return Decision.model_validate(state["decision"])
+
+    def remote(self, state: AgentState) -> BaseChatModel:
+        return self.pair.remote_for(self.decision(state))
+
+    # ---- nodes -------------------------------------------------------------------
+
+    def router(self, state: AgentState) -> dict[str, Any]:
+        messages = state["messages"]
+        decision = self.pair.decide(messages, tools=self.tools or None)
+        if decision.privacy == "refuse":
+            raise PolicyError(
+                f"request refused: {decision.reason}",
+                hint="remove the personal data, or set the policy's privacy to 'local' or 'redact'",
+            )
+        target = "tool_caller" if self.tools else "drafter"
+        reason = decision.reason
+        if decision.strategy == "llm_only":
+            target = "reasoner"
+        elif decision.strategy == "route":
+            scorer = self.pair.strategy("route")
+            difficulty = scorer.scorer.difficulty(messages)  # type: ignore[attr-defined]
+            hard = difficulty >= self.pair.policy.route.threshold
+            reason += f"; difficulty {difficulty:.2f}: {'LLM' if hard else 'SLM'}"
+            target = "reasoner" if hard else target
+        _emit("route", to=target, strategy=decision.strategy, reason=reason)
+        return {
+            "decision": decision.model_dump(),
+            "next": target,
+            "rounds": 0,
+            "answer": None,
+            "turn_start": len(state.get("trace", [])),
+        }
+
+    def tool_caller(self, state: AgentState) -> dict[str, Any]:
+        messages = state["messages"]
+        caller = ToolCaller(
+            self.slm, self.tools, llm=self.remote(state), min_logprob=self.min_logprob
+        )
+        first = not state.get("rounds")
+        plan = caller.plan(messages, tool_choice=self.tool_choice if first else "auto")
+        trace = [plan.trace.to_metadata()]
+        if plan.escalation:
+            _emit("escalation", node="tool_caller", reason=plan.escalation, by=plan.by)
+        done = {
+            json.dumps([c["name"], c["args"]], sort_keys=True)
+            for m in _turn(messages)
+            if isinstance(m, AIMessage)
+            for c in m.tool_calls
+        }
+        fresh = [
+            c for c in plan.calls if json.dumps([c["name"], c["args"]], sort_keys=True) not in done
+        ]
+        if plan.calls and not fresh:  # the same calls again: the results are in, answer now
+            return {"trace": trace, "next": "drafter"}
+        if not fresh:  # no tool applies (or none could be called): the text is the answer
+            nxt = "responder" if plan.failure else self._after_draft(state, plan.message)
+            return {"trace": trace, "answer": plan.message, "next": nxt}
+        call_msg = AIMessage(content="", tool_calls=fresh, id=plan.message.id)
+        _emit(
+            "tool_calls",
+            calls=[{"name": c["name"], "args": c["args"]} for c in fresh],
+            by=plan.by,
+            repaired=plan.repaired,
+        )
+        check = any(
+            options_of(t).verify for t in self.tools if t.name in {c["name"] for c in fresh}
+        )
+        return {"messages": [call_msg], "trace": trace, "next": "verifier" if check else "tools"}
+
+    def tools_node(self, state: AgentState) -> dict[str, Any]:
+        last = state["messages"][-1]
+        assert isinstance(last, AIMessage)
+        by_name = {t.name: t for t in self.tools}
+        calls = list(last.tool_calls)
+        needs = [
+            c
+            for c in calls
+            if c["name"] in by_name and options_of(by_name[c["name"]]).requires_approval
+        ]
+        refused: dict[str, str] = {}
+        if needs:
+            answer = interrupt({"type": "approval", "calls": needs})
+            for c in needs:
+                ok = answer.get(c["id"], False) if isinstance(answer, dict) else bool(answer)
+                if not ok:
+                    refused[c["id"] or ""] = "the user did not approve this call"
+        results = run_tool_calls([c for c in calls if c["id"] not in refused], self.tools)
+        by_id = {r.tool_call_id: r for r in results}
+        out = [
+            by_id.get(c["id"] or "")
+            or ToolMessage(
+                content=f"Error: {refused[c['id'] or '']}",
+                tool_call_id=c["id"] or "",
+                name=c["name"],
+                status="error",
+            )
+            for c in calls
+        ]
+        _emit(
+            "tool_results",
+            results=[
+                {"name": r.name, "status": r.status, "content": str(r.content)[:200]} for r in out
+            ],
+        )
+        rounds = state.get("rounds", 0) + 1
+        nxt = "tool_caller" if rounds < self.max_tool_rounds else "drafter"
+        return {"messages": out, "rounds": rounds, "next": nxt}
+
+    def drafter(self, state: AgentState) -> dict[str, Any]:
+        decision = self.decision(state)
+        messages = state["messages"]
+        if decision.strategy == "speculative":
+            answer = self.pair.strategy("speculative").invoke(messages)
+            trace = Trace.from_metadata(answer.response_metadata)
+        else:
+            answer, trace = ask(self.slm, messages, "drafter")
+        return {
+            "answer": answer,
+            "trace": [trace.to_metadata()],
+            "next": self._after_draft(state, answer),
+        }
+
+    def _after_draft(self, state: AgentState, answer: AIMessage | None = None) -> str:
+        strategy = self.decision(state).strategy
+        if strategy == "draft_verify":
+            return "verifier"
+        if strategy == "cascade" and answer is not None:
+            cascade = self.pair.strategy("cascade")
+            assert isinstance(cascade, Cascade)
+            confidence = cascade.signal.confidence(state["messages"], answer)
+            if confidence < cascade.threshold:
+                _emit(
+                    "escalation",
+                    node="drafter",
+                    reason=f"{cascade.signal.name} confidence "
+                    f"{confidence:.2f} < {cascade.threshold:.2f}",
+                )
+                return "reasoner"
+        return "responder"
+
+    def verifier(self, state: AgentState) -> dict[str, Any]:
+        """Reviews the draft (draft_verify) or, after a tool call, the calls to verified tools."""
+        llm = self.remote(state)
+        last = state["messages"][-1]
+        if isinstance(last, AIMessage) and last.tool_calls and state.get("answer") is None:
+            return self._verify_calls(state, last, llm)
+        draft = state.get("answer") or AIMessage(content="")
+        reviewed = gather(DraftVerify(self.slm, llm).review(state["messages"], draft, Trace()))
+        trace = Trace.from_metadata(reviewed.response_metadata)
+        _emit("verdict", of="draft", approved=bool(trace.extra.get("approved")))
+        return {"answer": reviewed, "trace": [trace.to_metadata()], "next": "responder"}
+
+    def _verify_calls(
+        self, state: AgentState, last: AIMessage, llm: BaseChatModel
+    ) -> dict[str, Any]:
+        plan = "\n".join(
+            json.dumps({"name": c["name"], "arguments": c["args"]}) for c in last.tool_calls
+        )
+        question = "\n".join(
+            text_content(m.content) for m in _turn(state["messages"]) if isinstance(m, HumanMessage)
+        )
+        review = [HumanMessage(REVIEW.format(question=question, draft=f"Tool calls:\n{plan}"))]
+        out = llm.with_structured_output(Verdict, include_raw=True).invoke(review)
+        assert isinstance(out, dict)
+        approved = isinstance(out["parsed"], Verdict) and out["parsed"].approve
+        trace = Trace.from_metadata(out["raw"].response_metadata)
+        for call in trace.calls:
+            call.role = "verifier"
+        _emit("verdict", of="tool_calls", approved=approved)
+        if approved:
+            return {"trace": [trace.to_metadata()], "next": "tools"}
+        rejected = [
+            ToolMessage(
+                content="Error: the verifier rejected this call; do not retry it as is",
+                tool_call_id=c["id"] or "",
+                name=c["name"],
+                status="error",
+            )
+            for c in last.tool_calls
+        ]
+        return {"messages": rejected, "trace": [trace.to_metadata()], "next": "drafter"}
+
+    def reasoner(self, state: AgentState) -> dict[str, Any]:
+        decision = self.decision(state)
+        try:
+            answer, trace = ask(self.remote(state), state["messages"], "reasoner")
+        except ModelUnavailableError as exc:
+            if self.pair.policy.on_llm_down == "fail":
+                raise
+            _emit("llm_down", reason=exc.message)
+            answer, trace = ask(self.slm, state["messages"], "drafter")
+            trace.extra["llm_down"] = True
+            trace.escalations.append("LLM unavailable: answered by the SLM")
+        trace.strategy = trace.strategy or decision.strategy
+        return {"answer": answer, "trace": [trace.to_metadata()], "next": "responder"}
+
+    def responder(self, state: AgentState) -> dict[str, Any]:
+        """Commits the answer, its metadata carrying the whole turn's trace."""
+        decision = self.decision(state)
+        answer = state.get("answer") or AIMessage(content="")
+        turn = Trace(
+            strategy=decision.strategy,
+            reason=decision.reason,
+            extra={"policy": decision.model_dump()},
+        )
+        for raw in state.get("trace", [])[state.get("turn_start", 0) :]:
+            turn = turn.merge(Trace.model_validate(raw))
+        final = AIMessage(
+            content=answer.content,
+            response_metadata={**answer.response_metadata, TRACE_KEY: turn.to_metadata()},
+            usage_metadata=turn.usage_metadata(),
+            id=answer.id,
+        )
+        local_in, local_out = turn.tokens_by("local")
+        remote_in, remote_out = turn.tokens_by("remote")
+        _emit(
+            "done",
+            strategy=decision.strategy,
+            local_tokens=local_in + local_out,
+            remote_tokens=remote_in + remote_out,
+            cost_usd=turn.cost_usd,
+            escalations=turn.escalations,
+        )
+        return {"messages": [final], "answer": None}
+
+
+def _next(state: AgentState) -> str:
+    return state["next"]
+
+
+def build_graph(
+    slm: BaseChatModel,
+    llm: BaseChatModel,
+    *,
+    tools: Sequence[Any] = (),
+    policy: Policy | None = None,
+    checkpointer: Any = None,
+    max_tool_rounds: int = 4,
+    min_logprob: float | None = None,
+    tool_choice: str = "auto",
+) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
+    """The agent graph over ``slm`` and ``llm``; see the module docstring.
+
+    ``tools``: functions, pydantic models or LangChain tools (see ``collab.tools``).
+    ``policy``: how each turn is answered (default: the SLM, the LLM on escalation).
+    ``checkpointer``: LangGraph persistence (``InMemorySaver``, ``SqliteSaver``), needed
+    for approvals and for threads that span calls. ``min_logprob``: escalate SLM tool
+    calls less confident than this to the LLM. ``tool_choice``: "any" makes the first
+    step of each turn call a tool; "auto" lets the SLM decide.
+    """
+    agent = _Agent(
+        slm,
+        llm,
+        tools,
+        policy or Policy(default="slm_only"),
+        max_tool_rounds,
+        min_logprob,
+        tool_choice,
+    )
+    remote = RetryPolicy(max_attempts=3, retry_on=ModelOutputError)
+    builder = StateGraph(AgentState)
+    builder.add_node("router", agent.router)
+    builder.add_node("tool_caller", agent.tool_caller)
+    builder.add_node("tools", agent.tools_node)
+    builder.add_node("drafter", agent.drafter)
+    builder.add_node("verifier", agent.verifier, retry_policy=remote)
+    builder.add_node("reasoner", agent.reasoner, retry_policy=remote)
+    builder.add_node("responder", agent.responder)
+    builder.add_edge(START, "router")
+    routes: dict[str, list[Any]] = {
+        "router": ["tool_caller", "drafter", "reasoner"],
+        "tool_caller": ["tools", "verifier", "drafter", "responder", "reasoner"],
+        "tools": ["tool_caller", "drafter"],
+        "drafter": ["verifier", "reasoner", "responder"],
+        "verifier": ["tools", "drafter", "responder"],
+        "reasoner": ["responder"],
+    }
+    for node, targets in routes.items():
+        builder.add_conditional_edges(node, _next, targets)
+    builder.add_edge("responder", END)
+    return builder.compile(checkpointer=checkpointer)

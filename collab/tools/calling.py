@@ -1,0 +1,175 @@
+"""SLM function calling: shortlist tools, call under a grammar, validate, repair or escalate.
+
+``ToolCaller.plan(messages)`` returns the calls to run (or a text answer when no
+tool applies). The SLM's calls are decoded under a grammar, so they always parse;
+their arguments are then validated with pydantic. A call that does not validate
+is repaired once (the SLM is told what is wrong); a call still invalid, or one
+the SLM was unsure of, is escalated to the LLM. An invalid call is never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.tool import ToolCall
+from langchain_core.tools import BaseTool
+
+from collab.errors import CollabError, ConfigurationError
+from collab.models.base import text_content
+from collab.models.local import LocalChatModel
+from collab.tools.select import select_tools
+from collab.tools.spec import make_tools, validate_args
+from collab.trace import Trace
+
+REPAIR = "Your call {call} is not valid: {problem}. Call {name} again with arguments that fix this."
+
+
+@dataclass
+class ToolPlan:
+    """What the tool caller decided, and what it cost."""
+
+    message: AIMessage  # valid tool calls, or a text answer (no tool applies or none worked)
+    trace: Trace = field(default_factory=Trace)
+    by: str = "slm"  # "slm", or "llm" after an escalation
+    repaired: bool = False
+    escalation: str | None = None  # why the LLM was asked
+    failure: str | None = None  # why no valid call came back, when one was wanted
+
+    @property
+    def calls(self) -> list[ToolCall]:
+        return list(self.message.tool_calls)
+
+
+class ToolCaller:
+    """The SLM calls tools; the LLM steps in when the SLM's call is invalid or unsure.
+
+    ``min_logprob``: escalate a call whose mean token log-probability under the
+    free SLM is below this (None: no confidence check). ``max_tools``: with more
+    tools than this, the most relevant few are offered.
+    """
+
+    def __init__(
+        self,
+        slm: BaseChatModel,
+        tools: Sequence[Any],
+        *,
+        llm: BaseChatModel | None = None,
+        max_tools: int = 6,
+        parallel: bool = False,
+        min_logprob: float | None = None,
+        repair: bool = True,
+    ) -> None:
+        self.slm, self.llm = slm, llm
+        self.tools = make_tools(tools)
+        if not self.tools:
+            raise ConfigurationError("a ToolCaller needs at least one tool")
+        if max_tools < 1:
+            raise ConfigurationError(f"max_tools={max_tools}", hint="offer at least one tool")
+        self.max_tools, self.parallel = max_tools, parallel
+        self.min_logprob, self.repair = min_logprob, repair
+
+    def shortlist(self, messages: Sequence[BaseMessage]) -> list[BaseTool]:
+        asked = " ".join(text_content(m.content) for m in messages if isinstance(m, HumanMessage))
+        return select_tools(asked, self.tools, self.max_tools)
+
+    def plan(
+        self, messages: Sequence[BaseMessage], *, tool_choice: str | None = "auto"
+    ) -> ToolPlan:
+        """Calls for ``messages`` (``tool_choice``: "auto" may answer in text, "any" must call)."""
+        offered = self.shortlist(messages)
+        plan = ToolPlan(message=AIMessage(content=""))
+        reply, problem = self._ask(self.slm, messages, offered, tool_choice, plan, "tool_caller")
+        if problem and self.repair and reply is not None and reply.tool_calls:
+            bad = next(c for c in reply.tool_calls if self._problem([c], offered))
+            fix = REPAIR.format(
+                call=json.dumps({"name": bad["name"], "arguments": bad["args"]}),
+                problem=problem,
+                name=bad["name"],
+            )
+            retry = [*messages, HumanMessage(fix)]
+            named = bad["name"] if any(t.name == bad["name"] for t in offered) else "any"
+            reply, problem = self._ask(self.slm, retry, offered, named, plan, "repair")
+            plan.repaired = problem is None
+        unsure = self._unsure(reply) if problem is None else None
+        if problem is None and unsure is None and reply is not None:
+            plan.message = reply
+            return plan
+        plan.escalation = problem or unsure
+        if self.llm is None:
+            plan.failure = f"the SLM's call was not usable ({plan.escalation}) and no LLM is set"
+            plan.message = AIMessage(content=f"I could not make a valid tool call: {problem}")
+            return plan
+        plan.trace.escalations.append(f"tool call: {plan.escalation}")
+        plan.by = "llm"
+        reply, problem = self._ask(self.llm, messages, offered, tool_choice, plan, "escalation")
+        if problem is None and reply is not None:
+            plan.message = reply
+        else:
+            plan.failure = f"the LLM's call was not usable either: {problem}"
+            plan.message = AIMessage(content=f"I could not make a valid tool call: {problem}")
+        return plan
+
+    async def aplan(
+        self, messages: Sequence[BaseMessage], *, tool_choice: str | None = "auto"
+    ) -> ToolPlan:
+        # The local model must not run on the event loop: the whole plan goes to a thread.
+        return await asyncio.to_thread(self.plan, messages, tool_choice=tool_choice)
+
+    # ---- steps -----------------------------------------------------------------
+
+    def _ask(
+        self,
+        model: BaseChatModel,
+        messages: Sequence[BaseMessage],
+        offered: list[BaseTool],
+        tool_choice: str | None,
+        plan: ToolPlan,
+        role: str,
+    ) -> tuple[AIMessage | None, str | None]:
+        """The model's reply and what is wrong with its calls (None: nothing)."""
+        kwargs: dict[str, Any] = {}
+        if isinstance(model, LocalChatModel):
+            kwargs = {
+                "parallel_tool_calls": self.parallel,
+                "score_tool_calls": self.min_logprob is not None,
+            }
+        try:
+            reply = model.bind_tools(offered, tool_choice=tool_choice, **kwargs).invoke(
+                list(messages)
+            )
+        except CollabError as exc:
+            return None, f"{type(exc).__name__}: {exc.message}"
+        assert isinstance(reply, AIMessage)
+        trace = Trace.from_metadata(reply.response_metadata)
+        for call in trace.calls:
+            call.role = role
+        plan.trace = plan.trace.merge(trace)
+        # A call repeated verbatim is meant once (small models loop in a list of calls).
+        unique = {json.dumps([c["name"], c["args"]], sort_keys=True): c for c in reply.tool_calls}
+        reply.tool_calls = list(unique.values())[: None if self.parallel else 1]
+        return reply, self._problem(reply.tool_calls, offered)
+
+    def _problem(self, calls: Sequence[Any], offered: list[BaseTool]) -> str | None:
+        by_name = {t.name: t for t in offered}
+        for call in calls:
+            tool = by_name.get(call["name"])
+            if tool is None:
+                return f"{call['name']!r} is not one of the tools ({', '.join(by_name)})"
+            problem = validate_args(tool, call["args"])
+            if problem:
+                return f"{call['name']}: {problem}"
+        return None
+
+    def _unsure(self, reply: AIMessage | None) -> str | None:
+        if reply is None or not reply.tool_calls or self.min_logprob is None:
+            return None
+        scored = reply.response_metadata.get("tool_call_logprob")
+        if not scored or scored["mean"] >= self.min_logprob:
+            return None
+        return f"low confidence (mean log-probability {scored['mean']:.2f} < {self.min_logprob})"
