@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20, help="items per category")
     parser.add_argument("--categories", default=",".join(CATEGORIES))
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
+    parser.add_argument("--report", action="store_true", help="only report what is cached")
     args = parser.parse_args()
     categories = args.categories.split(",")
     unknown = set(categories) - set(CATEGORIES)
@@ -265,7 +266,7 @@ def main() -> None:
     if CACHE.exists() and not args.fresh:
         done = {(r["category"], r["id"]): r for r in map(json.loads, CACHE.open())}
     todo = [(c, i) for c in categories for i in load(c, args.limit) if (c, i["id"]) not in done]
-    if todo:
+    if todo and not args.report:
         models = {
             name: LlamaCppChatModel(model=name, temperature=0.0, max_tokens=192, n_ctx=4096)
             for name in (*SLMS, LLM)
