@@ -1,4 +1,4 @@
-"""Tool-calling accuracy on the Berkeley Function Calling Leaderboard (BFCL), judged by its AST checker.
+"""Tool-calling accuracy on the Berkeley Function Calling Leaderboard (BFCL), AST-checked.
 
 For each SLM (SmolLM2-135M, Qwen2.5-Coder-0.5B): collab tool calling (grammar-
 constrained, validated, repaired once) against plain prompting (the same tool
@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from collab.models.base import tool_prompt, to_openai_tools
+from collab.models.base import to_openai_tools, tool_prompt
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.tools import ToolCaller, make_tool
 
@@ -216,7 +216,7 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     table.add_column("category")
     table.add_column("n", justify="right")
     for slm in SLMS:
-        for column in ("plain", "parse", "collab", f"+LLM fallback (share)"):
+        for column in ("plain", "parse", "collab", "+LLM fallback (share)"):
             table.add_column(f"{slm.split('-')[0]} {column}", justify="right")
     table.add_column(f"{LLM} (LLM only)", justify="right")
     for category in categories:
