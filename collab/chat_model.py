@@ -118,6 +118,16 @@ class CollabChatModel(StreamFirstChatModel):
             llm_latency_s=self._llm_latency_s,
         )
 
+    def admit(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Decision:
+        """The policy's decision for ``messages``; a PolicyError when it refuses them."""
+        decision = self.decide(messages, **kwargs)
+        if decision.privacy == "refuse":
+            raise PolicyError(
+                f"request refused: {decision.reason}",
+                hint="remove the personal data, or set the policy's privacy to 'local' or 'redact'",
+            )
+        return decision
+
     # ---- the strategies ------------------------------------------------------------------
 
     def _signal(self) -> Signal:
@@ -184,13 +194,8 @@ class CollabChatModel(StreamFirstChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        decision = self.decide(messages, **kwargs)
+        decision = self.admit(messages, **kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k not in ("request_tags", "task")}
-        if decision.privacy == "refuse":
-            raise PolicyError(
-                f"request refused: {decision.reason}",
-                hint="remove the personal data, or set the policy's privacy to 'local' or 'redact'",
-            )
         strategy = self.strategy(decision.strategy, self.remote_for(decision))
         emitted = False
         try:

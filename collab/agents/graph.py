@@ -42,13 +42,15 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy, interrupt
 
 from collab.chat_model import CollabChatModel
-from collab.errors import ModelOutputError, ModelUnavailableError, PolicyError
+from collab.errors import ModelOutputError, ModelUnavailableError
 from collab.models.base import text_content
 from collab.policy import Decision, Policy
 from collab.strategies.base import ask, gather
 from collab.strategies.cascade import Cascade
 from collab.strategies.draft_verify import REVIEW, DraftVerify, Verdict
+from collab.strategies.route import Route
 from collab.tools import ToolCaller, make_tools, options_of, run_tool_calls
+from collab.tools.calling import call_key
 from collab.trace import TRACE_KEY, Trace
 
 
@@ -105,20 +107,16 @@ class _Agent:
 
     def router(self, state: AgentState) -> dict[str, Any]:
         messages = state["messages"]
-        decision = self.pair.decide(messages, tools=self.tools or None)
-        if decision.privacy == "refuse":
-            raise PolicyError(
-                f"request refused: {decision.reason}",
-                hint="remove the personal data, or set the policy's privacy to 'local' or 'redact'",
-            )
+        decision = self.pair.admit(messages, tools=self.tools or None)
         target = "tool_caller" if self.tools else "drafter"
         reason = decision.reason
         if decision.strategy == "llm_only":
             target = "reasoner"
         elif decision.strategy == "route":
-            scorer = self.pair.strategy("route")
-            difficulty = scorer.scorer.difficulty(messages)  # type: ignore[attr-defined]
-            hard = difficulty >= self.pair.policy.route.threshold
+            route = self.pair.strategy("route")
+            assert isinstance(route, Route)
+            difficulty = route.scorer.difficulty(messages)
+            hard = difficulty >= route.threshold
             reason += f"; difficulty {difficulty:.2f}: {'LLM' if hard else 'SLM'}"
             target = "reasoner" if hard else target
         _emit("route", to=target, strategy=decision.strategy, reason=reason)
@@ -141,14 +139,9 @@ class _Agent:
         if plan.escalation:
             _emit("escalation", node="tool_caller", reason=plan.escalation, by=plan.by)
         done = {
-            json.dumps([c["name"], c["args"]], sort_keys=True)
-            for m in _turn(messages)
-            if isinstance(m, AIMessage)
-            for c in m.tool_calls
+            call_key(c) for m in _turn(messages) if isinstance(m, AIMessage) for c in m.tool_calls
         }
-        fresh = [
-            c for c in plan.calls if json.dumps([c["name"], c["args"]], sort_keys=True) not in done
-        ]
+        fresh = [c for c in plan.calls if call_key(c) not in done]
         if plan.calls and not fresh:  # the same calls again: the results are in, answer now
             return {"trace": trace, "next": "drafter"}
         if not fresh:  # no tool applies (or none could be called): the text is the answer

@@ -30,6 +30,11 @@ from collab.trace import Trace
 REPAIR = "Your call {call} is not valid: {problem}. Call {name} again with arguments that fix this."
 
 
+def call_key(call: ToolCall) -> str:
+    """Equal for two calls to the same tool with the same arguments."""
+    return json.dumps([call["name"], call["args"]], sort_keys=True)
+
+
 @dataclass
 class ToolPlan:
     """What the tool caller decided, and what it cost."""
@@ -151,7 +156,7 @@ class ToolCaller:
             call.role = role
         plan.trace = plan.trace.merge(trace)
         # A call repeated verbatim is meant once (small models loop in a list of calls).
-        unique = {json.dumps([c["name"], c["args"]], sort_keys=True): c for c in reply.tool_calls}
+        unique = {call_key(c): c for c in reply.tool_calls}
         reply.tool_calls = list(unique.values())[: None if self.parallel else 1]
         return reply, self._problem(reply.tool_calls, offered)
 
