@@ -91,6 +91,10 @@ class RunStats:
 
 # Most calls a reply with parallel_tool_calls=True may hold.
 MAX_PARALLEL = 8
+PARALLEL_HINT = (
+    "To call several functions, or one function several times, put every call in one "
+    'JSON list: [{"name": ..., "arguments": ...}, ...].'
+)
 
 
 @dataclass(frozen=True)
@@ -328,7 +332,18 @@ class LocalChatModel(StreamFirstChatModel):
         offer = tools if names is None or names else None  # tool_choice "none" hides them
         if schema is not None and schema is not JSON_OBJECT_SCHEMA:
             messages = with_system_hint(messages, schema_prompt(schema))
+        calls = _CallSettings(
+            parallel=bool(kwargs.get("parallel_tool_calls", False)),
+            score=bool(kwargs.get("score_tool_calls", False)),
+        )
         prompt_text = self.render(messages, offer)
+        # Several calls come out as a JSON list, which the prompt asks for; the
+        # decision whether to call at all is taken on the plain prompt.
+        call_prompt = (
+            self.render(with_system_hint(messages, PARALLEL_HINT), offer)
+            if calls.parallel and offer
+            else prompt_text
+        )
         stats = RunStats()
         watch = Stopwatch()
 
@@ -340,17 +355,13 @@ class LocalChatModel(StreamFirstChatModel):
             return chunk
 
         threshold = float(kwargs.get("tool_call_threshold", self.tool_call_threshold))
-        calls = _CallSettings(
-            parallel=bool(kwargs.get("parallel_tool_calls", False)),
-            score=bool(kwargs.get("score_tool_calls", False)),
-        )
         with self._lock():
             prompt = self._encode(prompt_text)
             if names:  # a call is required: decode it under the grammar from the start
-                call_text = self._forced_call(prompt_text, sampling, tools, names, stats, calls)
+                call_text = self._forced_call(call_prompt, sampling, tools, names, stats, calls)
                 yield self._tool_chunk(call_text, run_manager, watch)
             elif names is None and self._opens_call(prompt, tools, stats) >= threshold:
-                call_text = self._forced_call(prompt_text, sampling, tools, None, stats, calls)
+                call_text = self._forced_call(call_prompt, sampling, tools, None, stats, calls)
                 yield self._tool_chunk(call_text, run_manager, watch)
             elif names is None:  # auto, and a call is unlikely: text, unless one opens anyway
                 held = ""
@@ -367,7 +378,7 @@ class LocalChatModel(StreamFirstChatModel):
                         yield emit(held)
                 if decided:
                     stats.prompt_tokens -= len(prompt)  # the prefilled prompt is counted instead
-                    call_text = self._forced_call(prompt_text, sampling, tools, None, stats, calls)
+                    call_text = self._forced_call(call_prompt, sampling, tools, None, stats, calls)
                     yield self._tool_chunk(call_text, run_manager, watch)
                 elif decided is None and held:
                     yield emit(held)
@@ -397,27 +408,39 @@ class LocalChatModel(StreamFirstChatModel):
         ``calls.score``, how likely the unconstrained model finds the call it
         was held to goes into ``stats.metadata`` (a confidence signal).
         """
-        schema = tool_call_schema(tools, names or [t["function"]["name"] for t in tools])
-        if calls.parallel:
-            schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": MAX_PARALLEL}
-        prefilled = self._encode(prompt_text + self._call_opening(tools))
+        one = tool_call_schema(tools, names or [t["function"]["name"] for t in tools])
+        opening = self._call_opening(tools)
         # A call cut short is no call: give it room to close its (bounded) JSON.
-        budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS) * (2 if calls.parallel else 1)
+        budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
+        schema = one
+        if calls.parallel:
+            schema = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL}
+            budget *= 2
+            # Templates with native tools teach one tagged call per block, and small
+            # models end their turn after the first; a fenced JSON list (what the
+            # prompt asks for, see PARALLEL_HINT) is what they write for several.
+            opening = "```json\n" if opening else opening
+        prefilled = self._encode(prompt_text + opening)
         no_stop = Sampling(**{**sampling.__dict__, "stop": [], "max_tokens": budget})
         text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
         stats.finish_reason = "tool_calls"
-        if calls.score and stats.tokens:
-            made = stats.tokens
-            logp = log_softmax(self.logits_unlocked([*prefilled, *made[:-1]], len(prefilled) - 1))
-            # The first token only says "a call starts" (tool_call_probability says
-            # how likely that was); the rest says how sure the model is of the call.
-            scores = np.array([logp[i, t] for i, t in enumerate(made)][1:] or [0.0])
-            stats.metadata["tool_call_logprob"] = {
-                "mean": float(scores.mean()),
-                "min": float(scores.min()),
-                "tokens": len(made),
-            }
+        if calls.score:
+            self._score_call(prefilled, stats.tokens, stats)
         return text
+
+    def _score_call(self, prefilled: list[int], made: list[int], stats: RunStats) -> None:
+        """How likely the free model finds the call it was held to (a confidence signal)."""
+        if not made:
+            return
+        logp = log_softmax(self.logits_unlocked([*prefilled, *made[:-1]], len(prefilled) - 1))
+        # The first token only says "a call starts" (tool_call_probability says
+        # how likely that was); the rest says how sure the model is of the call.
+        scores = np.array([logp[i, t] for i, t in enumerate(made)][1:] or [0.0])
+        stats.metadata["tool_call_logprob"] = {
+            "mean": float(scores.mean()),
+            "min": float(scores.min()),
+            "tokens": len(made),
+        }
 
     def _opens_call(self, prompt: list[int], tools: list[dict[str, Any]], stats: RunStats) -> float:
         """The probability the model gives to opening a tool call after ``prompt``."""
