@@ -13,7 +13,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 WHEELHOUSE := $(HOME)/.cache/collab/wheels/llama-cpp-$(LLAMA_CPP_VERSION)-$(shell echo '$(CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt --find-links $(WHEELHOUSE)
 
-.PHONY: demo test lint typecheck bench install install-dev clean
+.PHONY: demo test lint typecheck bench install install-dev clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,12 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/collab demo
 
-test: install-dev
+# The web chat test drives Debian's chromium; install it where apt can.
+chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -q chromium >/dev/null; } || echo "no chromium: the browser test will skip"
+
+test: install-dev chromium
 	$(BIN)/python -m pytest -q
 
 lint: install-dev

@@ -1,4 +1,4 @@
-"""The ``collab`` command: models, demo."""
+"""The ``collab`` command: models, demo, generate, serve, chat."""
 
 from __future__ import annotations
 
@@ -167,6 +167,60 @@ def generate(
                 f"{spec['measured_speedup']}x"
             )
         err_console.print(f"[dim]{line}[/]")
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    api_key: Annotated[
+        str, typer.Option(envvar="COLLAB_API_KEY", help="require this bearer key on /v1")
+    ] = "",
+    max_tokens: Annotated[int, typer.Option(help="the most a request may ask for")] = 2048,
+    max_queue: Annotated[int, typer.Option(help="requests that may wait for the SLM")] = 64,
+) -> None:
+    """Serve the workflows over the OpenAI protocol, with a web chat at /."""
+    import uvicorn
+
+    from collab.config import load_settings
+    from collab.server import Limits, create_app, default_workflows
+
+    settings = load_settings()
+    for name in (settings.slm, settings.llm if not settings.llm_base_url else None):
+        if name:
+            resolve_with_progress(name)
+    workflows = default_workflows(settings, max_queue=max_queue)
+    limits = Limits(max_tokens=max_tokens, max_queue=max_queue)
+    server = create_app(workflows, api_key=api_key or None, limits=limits)
+    console.print(
+        f"collab serving {', '.join(workflows)} at http://{host}:{port}/v1 "
+        f"(web chat: http://{host}:{port}/){' with an API key' if api_key else ''}"
+    )
+    uvicorn.run(server, host=host, port=port, log_level="warning")
+
+
+@app.command()
+@friendly_errors
+def chat(
+    model: Annotated[
+        str, typer.Option(help="collab-auto (policy), collab-slm, collab-llm or collab-agent")
+    ] = "collab-auto",
+    max_tokens: Annotated[int, typer.Option()] = 256,
+) -> None:
+    """Chat in the terminal; each answer says which model gave it and what it saved."""
+    from collab.chat_cli import run_chat
+    from collab.config import load_settings
+    from collab.server import default_workflows
+
+    settings = load_settings()
+    for name in (settings.slm, settings.llm if not settings.llm_base_url else None):
+        if name:
+            resolve_with_progress(name)
+    workflows = default_workflows(settings)
+    if model not in workflows:
+        raise typer.BadParameter(f"choose one of {', '.join(workflows)}", param_hint="--model")
+    run_chat(console, workflows[model], max_tokens=max_tokens)
 
 
 def main() -> None:  # pragma: no cover

@@ -93,9 +93,8 @@ def run_demo(console: Console, easy: str, hard: str, *, resolve: Callable[[str],
     console.print(table)
 
     llm_price = settings.price_of(settings.llm, remote=True)
-    calls = [c for _, t in rows for c in t.calls]
-    spent = sum(c.cost_usd for c in calls)
-    all_llm = sum(llm_price.cost(c.input_tokens, c.output_tokens) for c in calls)
+    spent = sum(t.cost_usd for _, t in rows)
+    all_llm = sum(t.llm_only_cost(llm_price) for _, t in rows)
     saved = 1 - spent / all_llm if all_llm else 0.0
     console.print(
         f"Spent {spent * 1e6:.1f} µ$. Sending every request to the LLM would have cost about "

@@ -81,6 +81,10 @@ class Trace(BaseModel):
     def latency_s(self) -> float:
         return sum(c.latency_s for c in self.calls)
 
+    def llm_only_cost(self, llm_price: Price) -> float:
+        """What the same tokens would have cost had every call gone to the LLM."""
+        return sum(llm_price.cost(c.input_tokens, c.output_tokens) for c in self.calls)
+
     def tokens_by(self, location: Location) -> tuple[int, int]:
         """(input, output) tokens spent on models at ``location``."""
         mine = [c for c in self.calls if c.location == location]

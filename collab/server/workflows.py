@@ -1,0 +1,140 @@
+"""What ``collab serve`` offers as models: each workflow is a chat model or the agent graph.
+
+``collab-auto`` is the pair under a policy, ``collab-slm`` and ``collab-llm`` the
+two models alone, ``collab-agent`` the agent graph with its own tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+
+from collab.errors import CollabError
+from collab.trace import Price
+
+
+class QueueFullError(CollabError):
+    """Too many requests are already waiting for a local model."""
+
+
+class LocalModelGate:
+    """One request at a time inside a local model; the rest wait in order, up to a limit.
+
+    llama.cpp holds one context per loaded model: concurrent requests would only
+    contend for it. Waiting here, on the event loop, costs nothing and keeps the
+    worker threads free.
+    """
+
+    def __init__(self, max_queue: int) -> None:
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+        self.max_queue = max_queue
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def check(self) -> None:
+        """Raise QueueFullError now if a new request could not even wait."""
+        if self._waiting >= self.max_queue:
+            raise QueueFullError(
+                f"{self._waiting} requests are already waiting for the local model",
+                hint="retry later, or raise the server's max_queue",
+            )
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        self.check()
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+
+@dataclass
+class Workflow:
+    """One served model name and what answers it."""
+
+    name: str
+    description: str
+    runnable: Any  # a BaseChatModel, or a compiled agent graph when ``agent``
+    llm_price: Price = field(default_factory=Price)
+    gate: LocalModelGate | None = None  # set when it runs a local model in-process
+    agent: bool = False
+
+    async def astream(
+        self, messages: Sequence[BaseMessage], params: dict[str, Any]
+    ) -> AsyncIterator[AIMessageChunk]:
+        """The answer as LangChain chunks; the last carries the trace."""
+        if self.agent:
+            # The graph runs its own tools and may redo a draft: only its final
+            # answer is the reply, so it comes as one chunk.
+            state = await self.runnable.ainvoke({"messages": list(messages)})
+            final: AIMessage = state["messages"][-1]
+            yield AIMessageChunk(
+                content=final.content,
+                response_metadata=final.response_metadata,
+                usage_metadata=final.usage_metadata,
+            )
+            return
+        model: BaseChatModel = self.runnable
+        async for piece in model.astream(list(messages), **params):
+            yield piece
+
+
+def default_workflows(settings: Any = None, *, max_queue: int = 64) -> dict[str, Workflow]:
+    """The four workflows over the configured SLM and LLM (see ``collab.config``)."""
+    from collab.agents.app import calculate, get_time
+    from collab.agents.graph import build_graph
+    from collab.chat_model import CollabChatModel
+    from collab.config import load_settings
+    from collab.demo import DEMO_POLICY
+    from collab.models.defaults import make_llm, make_slm
+
+    settings = settings or load_settings()
+    slm = make_slm(settings)
+    llm = make_llm(settings)
+    return workflows_for(
+        slm,
+        llm,
+        pair=CollabChatModel(slm=slm, llm=llm, policy=DEMO_POLICY),
+        agent=build_graph(slm, llm, tools=[get_time, calculate], policy=DEMO_POLICY),
+        llm_price=settings.price_of(settings.llm, remote=True),
+        max_queue=max_queue,
+    )
+
+
+def workflows_for(
+    slm: BaseChatModel,
+    llm: BaseChatModel,
+    *,
+    pair: BaseChatModel,
+    agent: Any = None,
+    llm_price: Price | None = None,
+    max_queue: int = 64,
+) -> dict[str, Workflow]:
+    """Workflows over given models: the pair (``collab-auto``), each alone, and the agent."""
+    price = llm_price or getattr(llm, "price", None) or Price()
+    gate = LocalModelGate(max_queue)  # the SLM is shared, so is its queue
+    slm_name, llm_name = getattr(slm, "model", "slm"), getattr(llm, "model", "llm")
+    found = [
+        Workflow("collab-auto", f"{slm_name} and {llm_name}, split by policy", pair, price, gate),
+        Workflow("collab-slm", f"{slm_name} alone, on this machine", slm, price, gate),
+        Workflow("collab-llm", f"{llm_name} alone", llm, price, None),
+    ]
+    if agent is not None:
+        found.append(
+            Workflow("collab-agent", "the agent graph with its own tools", agent, price, gate, True)
+        )
+    return {w.name: w for w in found}

@@ -1,0 +1,379 @@
+"""``collab serve`` over real HTTP: the openai SDK, LangChain's ChatOpenAI, a browser, bad input.
+
+The server runs in-process on 127.0.0.1 with the real SmolLM2 as the SLM and
+the real llama-cpp-python server (SmolLM2 again) as the LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from langchain_core.messages import AIMessage
+from langchain_openai import ChatOpenAI
+
+from collab.agents import build_graph
+from collab.chat_model import CollabChatModel
+from collab.models.llamacpp import LlamaCppChatModel
+from collab.models.openai import OpenAICompatibleChatModel
+from collab.policy import Match, Policy, Rule
+from collab.server import Limits, create_app, workflows_for
+from collab.trace import Price
+from tests.servers import SMOL, AppServer
+
+KEY = "test-key-1234"
+ROOT = Path(__file__).resolve().parents[1]
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def make_app(slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel, limits: Limits) -> Any:
+    remote = remote.model_copy(update={"price": Price(input_per_mtok=0.5, output_per_mtok=1.5)})
+    policy = Policy(
+        default="slm_only",
+        rules=[Rule(name="code to the LLM", when=Match(task=["code"]), strategy="llm_only")],
+    )
+    workflows = workflows_for(
+        slm,
+        remote,
+        pair=CollabChatModel(slm=slm, llm=remote, policy=policy),
+        agent=build_graph(slm, remote, tools=[add], policy=policy),
+        max_queue=limits.max_queue,
+    )
+    return create_app(workflows, api_key=KEY, limits=limits)
+
+
+@pytest.fixture(scope="module")
+def served(slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel) -> Iterator[AppServer]:
+    limits = Limits(max_tokens=64, default_max_tokens=12, max_body_bytes=50_000)
+    server = AppServer(make_app(slm, remote, limits))
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def client(served: AppServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
+
+
+def collab_of(obj: Any) -> dict[str, Any]:
+    return obj.model_extra["collab"]  # type: ignore[no-any-return]
+
+
+def test_models_and_a_plain_completion(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert ids == ["collab-auto", "collab-slm", "collab-llm", "collab-agent"]
+    done = client.chat.completions.create(
+        model="collab-slm", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8
+    )
+    assert done.choices[0].message.content
+    assert 0 < done.usage.completion_tokens <= 8
+    collab = collab_of(done)
+    assert collab["answered_by"] == {"model": SMOL, "location": "local"}
+    assert collab["remote_tokens"] == 0 and collab["saved_usd"] == collab["llm_only_cost_usd"] > 0
+
+
+def test_the_policy_sends_code_to_the_llm(client: openai.OpenAI) -> None:
+    done = client.chat.completions.create(
+        model="collab-auto",
+        messages=[{"role": "user", "content": "Write a Python function that adds two numbers."}],
+    )
+    collab = collab_of(done)
+    assert collab["strategy"] == "llm_only" and "code to the LLM" in collab["reason"]
+    assert collab["answered_by"]["location"] == "remote"
+    assert collab["saved_usd"] == pytest.approx(0.0, abs=1e-12)
+
+
+async def test_async_streaming_matches_the_plain_answer(served: AppServer) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
+    question = [{"role": "user", "content": "Say hello to Ada."}]
+    plain = await client.chat.completions.create(model="collab-auto", messages=question)
+    pieces, finals, usages = [], [], []
+    stream = await client.chat.completions.create(
+        model="collab-auto",
+        messages=question,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    async for part in stream:
+        if part.choices and part.choices[0].delta.content:
+            pieces.append(part.choices[0].delta.content)
+        if part.choices and part.choices[0].finish_reason:
+            finals.append(collab_of(part))
+        if part.usage:
+            usages.append(part.usage)
+    assert len(pieces) > 1  # streamed, not sent whole
+    assert "".join(pieces) == plain.choices[0].message.content
+    assert finals[0]["strategy"] == "slm_only"
+    assert usages[0].completion_tokens == plain.usage.completion_tokens
+
+
+def test_tools_in_and_out_plain_and_streamed(client: openai.OpenAI) -> None:
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    done = client.chat.completions.create(
+        model="collab-auto", messages=asked, tools=[WEATHER], tool_choice="required"
+    )
+    assert done.choices[0].finish_reason == "tool_calls"
+    call = done.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+    stream = client.chat.completions.create(
+        model="collab-slm", messages=asked, tools=[WEATHER], tool_choice="required", stream=True
+    )
+    name, args, reason = "", "", None
+    for part in stream:
+        for delta in part.choices[0].delta.tool_calls or []:
+            name += delta.function.name or ""
+            args += delta.function.arguments or ""
+        reason = part.choices[0].finish_reason or reason
+    assert name == "get_weather" and "city" in json.loads(args) and reason == "tool_calls"
+
+    answer = client.chat.completions.create(
+        model="collab-slm",
+        messages=[
+            *asked,
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C."},
+        ],
+        tools=[WEATHER],
+        tool_choice="none",
+    )
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.choices[0].message.content
+
+
+def test_langchain_chat_openai(served: AppServer) -> None:
+    chat = ChatOpenAI(
+        base_url=f"{served.url}/v1", api_key=KEY, model="collab-slm", max_tokens=8, max_retries=0
+    )
+    reply = chat.invoke("Name a fruit.")
+    assert isinstance(reply, AIMessage) and reply.text
+    streamed = "".join(str(c.content) for c in chat.stream("Name a fruit."))
+    assert streamed == reply.text
+    called = chat.bind_tools([WEATHER], tool_choice="get_weather").invoke("Weather in Oslo?")
+    assert called.tool_calls[0]["name"] == "get_weather"
+
+
+def test_the_agent_workflow_answers_and_refuses_client_tools(
+    served: AppServer, client: openai.OpenAI
+) -> None:
+    done = client.chat.completions.create(
+        model="collab-agent", messages=[{"role": "user", "content": "What is 2 plus 3?"}]
+    )
+    assert done.choices[0].message.content is not None
+    assert collab_of(done)["calls"]
+    with pytest.raises(openai.BadRequestError, match="runs its own tools"):
+        client.chat.completions.create(
+            model="collab-agent", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER]
+        )
+
+
+def test_a_wrong_or_missing_key_gives_401(served: AppServer) -> None:
+    wrong = openai.OpenAI(base_url=f"{served.url}/v1", api_key="nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    bare = httpx.get(f"{served.url}/v1/models")
+    assert bare.status_code == 401
+    assert bare.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(f"{served.url}/health").json()["status"] == "ok"  # no key needed
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ("{not json", 400, "JSON"),
+        ({"model": "collab-slm"}, 400, "messages"),
+        ({"model": "collab-slm", "messages": []}, 400, "messages"),
+        ({"model": "collab-slm", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "role"),
+        ({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}, 404, "collab-slm"),
+        (
+            {"model": "collab-slm", "messages": [{"role": "user", "content": "hi"}], "n": 2},
+            400,
+            "n",
+        ),
+        (
+            {"model": "collab-slm", "messages": [{"role": "user", "content": "hi"}],
+             "max_tokens": 65},
+            400,
+            "at most 64",
+        ),
+        (
+            {"model": "collab-slm", "messages": [{"role": "user", "content": "word " * 3000}]},
+            400,
+            "context",
+        ),
+        (
+            {"model": "collab-slm", "messages": [{"role": "user", "content": "hi"}],
+             "tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+            400,
+            "names no bound tool",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_openai_style_errors(
+    served: AppServer, body: Any, status: int, words: str
+) -> None:
+    raw = body if isinstance(body, str) else json.dumps(body)
+    reply = httpx.post(
+        f"{served.url}/v1/chat/completions",
+        content=raw,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert reply.status_code == status, reply.text
+    error = reply.json()["error"]
+    assert words in error["message"] and error["type"]
+
+
+def test_an_oversize_body_gives_413_declared_or_streamed(served: AppServer) -> None:
+    big = json.dumps(
+        {"model": "collab-slm", "messages": [{"role": "user", "content": "x" * 60_000}]}
+    )
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    declared = httpx.post(f"{served.url}/v1/chat/completions", content=big, headers=headers)
+    assert declared.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+        data = big.encode()
+        for i in range(0, len(data), 8192):
+            yield data[i : i + 8192]
+
+    streamed = httpx.post(f"{served.url}/v1/chat/completions", content=chunks(), headers=headers)
+    assert streamed.status_code == 413
+    assert streamed.json()["error"]["code"] == "body_too_large"
+
+
+async def test_queue_limit_and_a_disconnect_that_cancels(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    server = AppServer(make_app(slm, remote, Limits(max_tokens=2000, max_queue=1)))
+    headers = {"Authorization": f"Bearer {KEY}"}
+    long = {
+        "model": "collab-slm",
+        "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
+        "max_tokens": 2000,
+        "stream": True,
+    }
+    short = {"model": "collab-slm", "messages": [{"role": "user", "content": "Hi"}]}
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=120) as http:
+            health = (await http.get("/health")).json()
+            async with http.stream("POST", "/v1/chat/completions", json=long) as first:
+                assert first.status_code == 200
+                lines = first.aiter_lines()
+                while "content" not in (await anext(lines)):
+                    pass  # the long answer is being generated
+                waiting = asyncio.create_task(http.post("/v1/chat/completions", json=short))
+                for _ in range(200):
+                    health = (await http.get("/health")).json()
+                    if health["waiting"] == 1:
+                        break
+                    await asyncio.sleep(0.05)
+                assert health["waiting"] == 1
+                refused = await http.post("/v1/chat/completions", json=short)
+                assert refused.status_code == 429
+                assert refused.json()["error"]["code"] == "queue_full"
+            # leaving the block disconnected the long stream: the queued request runs
+            second = await waiting
+            assert second.status_code == 200 and second.json()["choices"][0]["message"]
+            health = (await http.get("/health")).json()
+            assert health["requests"]["cancelled"] == 1 and health["waiting"] == 0
+            assert health["requests"]["completed"] == 1
+    finally:
+        server.stop()
+    assert not slm._lock().locked()  # nothing left running inside llama.cpp
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_web_chat_streams_with_attribution_in_chromium(served: AppServer) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shot = ROOT / "build" / "web_chat.png"
+    shot.parent.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 600})
+            page.goto(served.url)
+            page.fill("#key", KEY)
+            page.dispatch_event("#key", "change")
+            page.wait_for_selector("#model option[value='collab-auto']", state="attached")
+            page.select_option("#model", "collab-auto")
+            page.fill("#input", "Name a colour.")
+            page.click("#send")
+            meta = page.wait_for_selector(".attribution", timeout=60_000)
+            text = meta.inner_text()
+            page.screenshot(path=str(shot), full_page=True)
+            answer = page.inner_text(".msg.assistant span")
+        finally:
+            browser.close()
+    assert f"answered by {SMOL} (local)" in text and "strategy: slm_only" in text
+    assert "saved 100% vs LLM-only" in text
+    assert answer.strip()
+    assert shot.stat().st_size > 5_000
+
+
+def test_fuzzing_the_openapi_schema_gives_no_5xx(served: AppServer) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    schema = schemathesis.openapi.from_url(f"{served.url}/openapi.json")
+    operations = [
+        schema[path][method]
+        for path, method in (
+            ("/v1/chat/completions", "POST"),
+            ("/v1/models", "GET"),
+            ("/health", "GET"),
+        )
+    ]
+    modes = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+    cases = st.one_of([op.as_strategy(generation_mode=mode) for op in operations for mode in modes])
+    seen: list[int] = []
+
+    @settings(
+        max_examples=240,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=cases)
+    def check(case: Any) -> None:
+        response = case.call(headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+        seen.append(response.status_code)
+        assert response.status_code < 500, (case.body, response.text)
+
+    check()
+    assert len(seen) >= 200
+    assert {200, 400} <= set(seen)  # real answers and real refusals both exercised
