@@ -35,3 +35,25 @@ def test_demo_runs_offline_with_both_roles(monkeypatch: pytest.MonkeyPatch) -> N
     assert "stand-in" in result.output
     assert "local" in result.output and "remote" in result.output
     assert "saved" in result.output
+
+
+def test_chat_streams_answers_with_attribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLAB_LLM", "smollm2-135m")
+    monkeypatch.setenv("COLLAB_N_CTX", "1024")
+    result = runner.invoke(
+        app,
+        ["chat", "--model", "collab-auto", "--max-tokens", "12"],
+        input="Name a colour.\n\nAnd another one?\n/quit\n",
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "smollm2-135m (local)" in line]
+    assert len(lines) == 2  # one attribution per answer
+    assert all("strategy slm_only" in line and "saved 100% vs LLM-only" in line for line in lines)
+
+
+def test_chat_refuses_an_unknown_workflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLAB_LLM", "smollm2-135m")
+    result = runner.invoke(app, ["chat", "--model", "gpt-9"], input="/quit\n")
+    assert result.exit_code == 2
+    assert "collab-auto" in result.output

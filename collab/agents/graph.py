@@ -234,10 +234,23 @@ class _Agent:
         """Reviews the draft (draft_verify) or, after a tool call, the calls to verified tools."""
         llm = self.remote(state)
         last = state["messages"][-1]
-        if isinstance(last, AIMessage) and last.tool_calls and state.get("answer") is None:
-            return self._verify_calls(state, last, llm)
+        calls = isinstance(last, AIMessage) and last.tool_calls and state.get("answer") is None
         draft = state.get("answer") or AIMessage(content="")
-        reviewed = gather(DraftVerify(self.slm, llm).review(state["messages"], draft, Trace()))
+        try:
+            if calls:
+                assert isinstance(last, AIMessage)
+                return self._verify_calls(state, last, llm)
+            reviewed = gather(DraftVerify(self.slm, llm).review(state["messages"], draft, Trace()))
+        except ModelUnavailableError as exc:
+            if self.pair.policy.on_llm_down == "fail":
+                raise
+            _emit("llm_down", reason=exc.message)
+            if calls:  # calls that need the LLM's check never run unchecked
+                assert isinstance(last, AIMessage)
+                return self._reject(last, "the LLM that verifies it is unavailable", Trace())
+            trace = Trace(extra={"llm_down": True})
+            trace.escalations.append("LLM unavailable: the draft went out unreviewed")
+            return {"answer": draft, "trace": [trace.to_metadata()], "next": "responder"}
         trace = Trace.from_metadata(reviewed.response_metadata)
         _emit("verdict", of="draft", approved=bool(trace.extra.get("approved")))
         return {"answer": reviewed, "trace": [trace.to_metadata()], "next": "responder"}
@@ -261,9 +274,13 @@ class _Agent:
         _emit("verdict", of="tool_calls", approved=approved)
         if approved:
             return {"trace": [trace.to_metadata()], "next": "tools"}
+        return self._reject(last, "the verifier rejected this call", trace)
+
+    def _reject(self, last: AIMessage, why: str, trace: Trace) -> dict[str, Any]:
+        """Error results for ``last``'s calls, which do not run; the drafter answers."""
         rejected = [
             ToolMessage(
-                content="Error: the verifier rejected this call; do not retry it as is",
+                content=f"Error: {why}; do not retry it as is",
                 tool_call_id=c["id"] or "",
                 name=c["name"],
                 status="error",

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +29,9 @@ from collab.errors import ModelUnavailableError
 from collab.models.openai import OpenAICompatibleChatModel
 
 _PR_SET_PDEATHSIG = 1
+
+
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collab-spawn")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -107,9 +111,15 @@ class LocalLLMServer:
                 "--interrupt_requests", "false",
                 *self.extra_args,
             ]  # fmt: skip
-            self.process = subprocess.Popen(
-                cmd, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-            )
+            # The death signal fires when the *thread* that forked exits, so the
+            # server is forked from one thread that lives as long as the process.
+            self.process = _SPAWNER.submit(
+                subprocess.Popen,
+                cmd,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            ).result()
             atexit.register(self.stop)
             self._wait_ready()
             return self.base_url
