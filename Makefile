@@ -63,6 +63,7 @@ bench: install-dev
 	$(BIN)/python bench/speculative.py
 	$(BIN)/python bench/cascade.py
 	$(BIN)/python bench/bfcl.py
+	$(BIN)/python bench/server.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -92,8 +92,15 @@ def json_schema(bfcl: Any) -> Any:
         return [json_schema(x) for x in bfcl]
     if not isinstance(bfcl, dict):
         return bfcl
-    out = {k: json_schema(v) for k, v in bfcl.items()}
+    out = {
+        k: {name: json_schema(p) for name, p in v.items()}  # names, not schema keywords
+        if k == "properties" and isinstance(v, dict)
+        else json_schema(v)
+        for k, v in bfcl.items()
+    }
     kind = out.get("type")
+    if not isinstance(kind, str):
+        return out
     mapped = {"dict": "object", "float": "number", "tuple": "array"}.get(kind, kind)
     if mapped == "any":
         out.pop("type")
