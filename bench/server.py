@@ -45,6 +45,7 @@ console = Console(width=120)
 @dataclass
 class Run:
     ttft: list[float] = field(default_factory=list)
+    pieces: int = 0  # streamed content deltas: one per token on both servers
     errors: int = 0
     done: int = 0
     seconds: float = 0.0
@@ -79,8 +80,10 @@ async def one_request(
                 if "error" in event:
                     break
                 delta = event["choices"][0]["delta"] if event.get("choices") else {}
-                if first is None and delta.get("content"):
-                    first = time.perf_counter() - start
+                if delta.get("content"):
+                    run.pieces += 1
+                    if first is None:
+                        first = time.perf_counter() - start
     except httpx.HTTPError:
         pass
     if finished and first is not None:
@@ -164,7 +167,7 @@ def main() -> None:
         llama.stop()
 
     table = Table(title=f"{SLM}, streaming, {args.max_tokens} tokens per answer")
-    for column in ("clients", "server", "requests", "errors", "req/s", "TTFT p50 s",
+    for column in ("clients", "server", "requests", "errors", "req/s", "tok/s", "TTFT p50 s",
                    "TTFT p95 s", "collab/llama req/s", "collab/llama TTFT p95"):  # fmt: skip
         table.add_column(column, justify="right")
     for clients in levels:
@@ -175,11 +178,12 @@ def main() -> None:
             stats[name] = (run.done / run.seconds, p95)
             table.add_row(
                 str(clients), name, str(run.done + run.errors), str(run.errors),
-                f"{run.done / run.seconds:.2f}", f"{p50:.3f}", f"{p95:.3f}", "", "",
+                f"{run.done / run.seconds:.2f}", f"{run.pieces / run.seconds:.1f}",
+                f"{p50:.3f}", f"{p95:.3f}", "", "",
             )  # fmt: skip
         ours, theirs = stats["collab"], stats["llama-cpp-python"]
         table.add_row(
-            "", "", "", "", "", "", "",
+            "", "", "", "", "", "", "", "",
             f"{ours[0] / theirs[0]:.2f}x", f"{ours[1] / theirs[1]:.2f}x", end_section=True,
         )  # fmt: skip
     console.print(table)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from collab.cli import app
+from collab.models.local_server import free_port
 
 runner = CliRunner()
 
@@ -57,3 +65,40 @@ def test_chat_refuses_an_unknown_workflow(monkeypatch: pytest.MonkeyPatch) -> No
     result = runner.invoke(app, ["chat", "--model", "gpt-9"], input="/quit\n")
     assert result.exit_code == 2
     assert "collab-auto" in result.output
+
+
+def test_serve_answers_over_http_with_its_key() -> None:
+    port = free_port()
+    env = {**os.environ, "COLLAB_LLM": "smollm2-135m", "COLLAB_N_CTX": "1024",
+           "COLLAB_API_KEY": "k"}  # fmt: skip
+    collab = Path(sys.executable).parent / "collab"
+    server = subprocess.Popen(
+        [str(collab), "serve", "--port", str(port), "--max-tokens", "16"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        body = {"model": "collab-slm", "messages": [{"role": "user", "content": "Hi"}]}
+        url = f"{base}/v1/chat/completions"
+        assert httpx.post(url, json=body).status_code == 401
+        done = httpx.post(url, json=body, headers={"Authorization": "Bearer k"}, timeout=60)
+        assert done.status_code == 200, done.text
+        assert done.json()["collab"]["answered_by"]["location"] == "local"
+        too_many = httpx.post(
+            url, json={**body, "max_tokens": 17}, headers={"Authorization": "Bearer k"}
+        )
+        assert too_many.status_code == 400
+        assert "<title>collab chat</title>" in httpx.get(base).text
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/v1" in out

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from contextlib import suppress
 from importlib import resources
 from typing import Annotated, Any, TypeVar
@@ -162,7 +162,6 @@ def create_app(
     *,
     api_key: str | None = None,
     limits: Limits | None = None,
-    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The server over ``workflows`` (see ``collab.server.workflows``).
 
@@ -172,7 +171,6 @@ def create_app(
     app = FastAPI(
         title="collab",
         summary="An OpenAI-compatible endpoint over a local SLM and a remote LLM",
-        on_shutdown=[on_shutdown] if on_shutdown else [],
     )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     counts = Counter[str]()  # answers completed, cancelled by their client, failed
