@@ -7,6 +7,7 @@ thread-safe. The KV cache is reused across calls whose prompts share a prefix.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import json
 import os
@@ -42,6 +43,16 @@ class LoadedLlama:
 
 _LOADED: dict[tuple[str, int, int, int], LoadedLlama] = {}
 _LOADING = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Freed here, while llama_cpp's module is still whole: freed later, at
+    # interpreter teardown, llama.cpp's destructors fail with a traceback.
+    for loaded in _LOADED.values():
+        if loaded.lock.acquire(timeout=1.0):  # never free a model that is in use
+            loaded.llama.close()
+    _LOADED.clear()
 
 
 def default_threads() -> int:
