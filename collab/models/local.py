@@ -579,7 +579,10 @@ _JINJA = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 
 
 def _raise(message: str) -> None:
-    raise ModelOutputError(f"chat template refused the conversation: {message}")
+    raise ConfigurationError(
+        f"the model's chat template refuses this conversation: {message}",
+        hint="check the order of roles (system first, user and assistant alternating)",
+    )
 
 
 _JINJA.globals["raise_exception"] = _raise
