@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from collab.config import Settings, load_settings
 from collab.errors import CollabError
 from collab.models import catalog
 
@@ -71,6 +72,15 @@ def resolve_with_progress(name: str) -> str:
         return str(catalog.resolve(name, progress))
 
 
+def ready_settings() -> Settings:
+    """The settings, with the configured SLM and stand-in LLM fetched, with a progress bar."""
+    settings = load_settings()
+    for name in (settings.slm, None if settings.llm_base_url else settings.llm):
+        if name:
+            resolve_with_progress(name)
+    return settings
+
+
 @models_app.command("list")
 @friendly_errors
 def models_list() -> None:
@@ -110,7 +120,7 @@ def demo(
     """A short offline run: the SLM answers an easy question, the LLM a hard one."""
     from collab.demo import EASY, HARD, run_demo
 
-    run_demo(console, easy or EASY, hard or HARD, resolve=resolve_with_progress)
+    run_demo(console, easy or EASY, hard or HARD, ready_settings())
 
 
 @app.command()
@@ -125,7 +135,6 @@ def generate(
     temperature: Annotated[float, typer.Option()] = 0.0,
 ) -> None:
     """Generate with one local model, optionally speculatively; prints speed and acceptance."""
-    from collab.config import load_settings
     from collab.models.llamacpp import LlamaCppChatModel
     from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
     from collab.strategies.speculative import SpeculativeChatModel
@@ -183,14 +192,9 @@ def serve(
     """Serve the workflows over the OpenAI protocol, with a web chat at /."""
     import uvicorn
 
-    from collab.config import load_settings
     from collab.server import Limits, create_app, default_workflows
 
-    settings = load_settings()
-    for name in (settings.slm, settings.llm if not settings.llm_base_url else None):
-        if name:
-            resolve_with_progress(name)
-    workflows = default_workflows(settings, max_queue=max_queue)
+    workflows = default_workflows(ready_settings(), max_queue=max_queue)
     limits = Limits(max_tokens=max_tokens, max_queue=max_queue)
     server = create_app(workflows, api_key=api_key or None, limits=limits)
     console.print(
@@ -210,14 +214,9 @@ def chat(
 ) -> None:
     """Chat in the terminal; each answer says which model gave it and what it saved."""
     from collab.chat_cli import run_chat
-    from collab.config import load_settings
     from collab.server import default_workflows
 
-    settings = load_settings()
-    for name in (settings.slm, settings.llm if not settings.llm_base_url else None):
-        if name:
-            resolve_with_progress(name)
-    workflows = default_workflows(settings)
+    workflows = default_workflows(ready_settings())
     if model not in workflows:
         raise typer.BadParameter(f"choose one of {', '.join(workflows)}", param_hint="--model")
     run_chat(console, workflows[model], max_tokens=max_tokens)

@@ -7,14 +7,12 @@ redacted first (and restored locally in the answer).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from rich.console import Console
 from rich.table import Table
 
 from collab.chat_model import CollabChatModel
-from collab.config import load_settings
+from collab.config import Settings
 from collab.models.defaults import make_llm, make_slm
 from collab.policy import Match, Policy, Rule
 from collab.trace import Trace
@@ -49,12 +47,9 @@ def ask(console: Console, chat: CollabChatModel, question: str) -> Trace:
     return Trace.from_metadata(full.response_metadata)
 
 
-def run_demo(console: Console, easy: str, hard: str, *, resolve: Callable[[str], str]) -> None:
-    settings = load_settings()
+def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None:
+    """The demo on ``settings``' models, which are on disk already (nothing fetched is timed)."""
     console.rule("[bold]collab demo[/]: a local SLM and a remote LLM share the work")
-    for name in (settings.slm, settings.llm if not settings.llm_base_url else None):
-        if name:
-            resolve(name)  # fetch once, with a progress bar, before timing anything
     slm = make_slm(settings, max_tokens=64, temperature=0.0)
     llm = make_llm(
         settings,

@@ -10,33 +10,17 @@ openai SDK, the attribution collab adds to each answer.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
-import uvicorn
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 from openai import OpenAI
 
-from collab.server import create_app, default_workflows
-
-
-def start_server() -> tuple[str, uvicorn.Server]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(default_workflows(), api_key="local-secret")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/v1", server
+from collab.server import BackgroundServer, create_app, default_workflows
 
 
 def main() -> None:
-    base_url, server = start_server()
+    server = BackgroundServer(create_app(default_workflows(), api_key="local-secret"))
+    base_url = f"{server.url}/v1"
     chat = ChatOpenAI(base_url=base_url, api_key="local-secret", model="collab-auto",
                       max_tokens=64, temperature=0)  # fmt: skip
     chain = (
@@ -61,7 +45,7 @@ def main() -> None:
     collab = (done.model_extra or {})["collab"]
     print(f"answered by {collab['answered_by']}, strategy {collab['strategy']}, "
           f"saved {collab['saved_usd'] * 1e6:.1f} µ$ against LLM-only")  # fmt: skip
-    server.should_exit = True
+    server.stop()
 
 
 if __name__ == "__main__":

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import atexit
-import threading
-import time
-from typing import Any
 
 from collab.models import catalog
-from collab.models.local_server import LocalLLMServer, free_port
+from collab.models.local_server import LocalLLMServer
 
 SMOL = "smollm2-135m"
 _servers: dict[str, LocalLLMServer] = {}
@@ -30,26 +27,3 @@ def stop_all() -> None:
     for server in _servers.values():
         server.stop()
     _servers.clear()
-
-
-class AppServer:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.server.config.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)

@@ -24,9 +24,9 @@ from collab.chat_model import CollabChatModel
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.policy import Match, Policy, Rule
-from collab.server import Limits, create_app, workflows_for
+from collab.server import BackgroundServer, Limits, create_app, workflows_for
 from collab.trace import Price
-from tests.servers import SMOL, AppServer
+from tests.servers import SMOL
 
 KEY = "test-key-1234"
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,15 +66,15 @@ def make_app(slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel, limits: 
 
 
 @pytest.fixture(scope="module")
-def served(slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel) -> Iterator[AppServer]:
+def served(slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel) -> Iterator[BackgroundServer]:
     limits = Limits(max_tokens=64, default_max_tokens=12, max_body_bytes=50_000)
-    server = AppServer(make_app(slm, remote, limits))
+    server = BackgroundServer(make_app(slm, remote, limits))
     yield server
     server.stop()
 
 
 @pytest.fixture()
-def client(served: AppServer) -> openai.OpenAI:
+def client(served: BackgroundServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
 
 
@@ -106,7 +106,7 @@ def test_the_policy_sends_code_to_the_llm(client: openai.OpenAI) -> None:
     assert collab["saved_usd"] == pytest.approx(0.0, abs=1e-12)
 
 
-async def test_async_streaming_matches_the_plain_answer(served: AppServer) -> None:
+async def test_async_streaming_matches_the_plain_answer(served: BackgroundServer) -> None:
     client = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key=KEY, max_retries=0)
     question = [{"role": "user", "content": "Say hello to Ada."}]
     plain = await client.chat.completions.create(model="collab-auto", messages=question)
@@ -165,7 +165,7 @@ def test_tools_in_and_out_plain_and_streamed(client: openai.OpenAI) -> None:
     assert answer.choices[0].message.content
 
 
-def test_langchain_chat_openai(served: AppServer) -> None:
+def test_langchain_chat_openai(served: BackgroundServer) -> None:
     chat = ChatOpenAI(
         base_url=f"{served.url}/v1", api_key=KEY, model="collab-slm", max_tokens=8, max_retries=0
     )
@@ -178,7 +178,7 @@ def test_langchain_chat_openai(served: AppServer) -> None:
 
 
 def test_the_agent_workflow_answers_and_refuses_client_tools(
-    served: AppServer, client: openai.OpenAI
+    served: BackgroundServer, client: openai.OpenAI
 ) -> None:
     done = client.chat.completions.create(
         model="collab-agent", messages=[{"role": "user", "content": "What is 2 plus 3?"}]
@@ -191,7 +191,7 @@ def test_the_agent_workflow_answers_and_refuses_client_tools(
         )
 
 
-def test_a_wrong_or_missing_key_gives_401(served: AppServer) -> None:
+def test_a_wrong_or_missing_key_gives_401(served: BackgroundServer) -> None:
     wrong = openai.OpenAI(base_url=f"{served.url}/v1", api_key="nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.models.list()
@@ -234,7 +234,7 @@ def test_a_wrong_or_missing_key_gives_401(served: AppServer) -> None:
     ],
 )  # fmt: skip
 def test_bad_requests_get_openai_style_errors(
-    served: AppServer, body: Any, status: int, words: str
+    served: BackgroundServer, body: Any, status: int, words: str
 ) -> None:
     raw = body if isinstance(body, str) else json.dumps(body)
     reply = httpx.post(
@@ -248,7 +248,7 @@ def test_bad_requests_get_openai_style_errors(
     assert words in error["message"] and error["type"]
 
 
-def test_an_oversize_body_gives_413_declared_or_streamed(served: AppServer) -> None:
+def test_an_oversize_body_gives_413_declared_or_streamed(served: BackgroundServer) -> None:
     big = json.dumps(
         {"model": "collab-slm", "messages": [{"role": "user", "content": "x" * 60_000}]}
     )
@@ -269,7 +269,7 @@ def test_an_oversize_body_gives_413_declared_or_streamed(served: AppServer) -> N
 async def test_queue_limit_and_a_disconnect_that_cancels(
     slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
 ) -> None:
-    server = AppServer(make_app(slm, remote, Limits(max_tokens=2000, max_queue=1)))
+    server = BackgroundServer(make_app(slm, remote, Limits(max_tokens=2000, max_queue=1)))
     headers = {"Authorization": f"Bearer {KEY}"}
     long = {
         "model": "collab-slm",
@@ -311,7 +311,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
-def test_web_chat_streams_with_attribution_in_chromium(served: AppServer) -> None:
+def test_web_chat_streams_with_attribution_in_chromium(served: BackgroundServer) -> None:
     from playwright.sync_api import sync_playwright
 
     shot = ROOT / "build" / "web_chat.png"
@@ -343,7 +343,7 @@ def test_web_chat_streams_with_attribution_in_chromium(served: AppServer) -> Non
     assert shot.stat().st_size > 5_000
 
 
-def test_fuzzing_the_openapi_schema_gives_no_5xx(served: AppServer) -> None:
+def test_fuzzing_the_openapi_schema_gives_no_5xx(served: BackgroundServer) -> None:
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st

@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collab.errors import (
@@ -49,6 +49,7 @@ from collab.server.protocol import (
     usage,
 )
 from collab.server.workflows import QueueFullError, Workflow
+from collab.strategies.base import gather
 from collab.trace import Trace
 
 log = logging.getLogger("collab.server")
@@ -145,12 +146,7 @@ async def _answer(
 
 
 async def _collect(pieces: AsyncIterator[AIMessageChunk]) -> AIMessage:
-    full: AIMessageChunk | None = None
-    async for piece in pieces:
-        full = piece if full is None else full + piece
-    if full is None:
-        return AIMessage(content="")
-    return message_chunk_to_message(full)  # type: ignore[return-value]
+    return gather(iter([piece async for piece in pieces]))
 
 
 def _sse(data: dict[str, Any] | str) -> str:
@@ -335,19 +331,10 @@ async def _events(
     finally:
         counts[outcome] += 1
         await pieces.aclose()
-    message: AIMessage = message_chunk_to_message(full) if full else AIMessage(content="")  # type: ignore[assignment]
+    message = gather(iter([] if full is None else [full]))
     trace = Trace.from_metadata(message.response_metadata)
     collab = attribution(trace, workflow.llm_price)
     yield _sse(chunk(cid, model, {}, finish_reason=finish_reason(message), collab=collab))
     if include_usage:
-        yield _sse(
-            {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [],
-                "usage": usage(message),
-            }
-        )
+        yield _sse({**chunk(cid, model, {}), "choices": [], "usage": usage(message)})
     yield _sse("[DONE]")

@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
+from collab.config import Settings
 from collab.errors import CollabError
 from collab.trace import Price
 
@@ -93,7 +94,9 @@ class Workflow:
             yield piece
 
 
-def default_workflows(settings: Any = None, *, max_queue: int = 64) -> dict[str, Workflow]:
+def default_workflows(
+    settings: Settings | None = None, *, max_queue: int = 64
+) -> dict[str, Workflow]:
     """The four workflows over the configured SLM and LLM (see ``collab.config``)."""
     from collab.agents.app import calculate, get_time
     from collab.agents.graph import build_graph
