@@ -6,14 +6,18 @@ import numpy as np
 import pytest
 from langchain_core.messages import HumanMessage
 
-from collab.errors import CapabilityError, ConfigurationError
+from collab.errors import CapabilityError, ConfigurationError, ModelUnavailableError
+from collab.models import catalog
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.local import Sampling
+from collab.models.local_server import LocalLLMServer
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.strategies.acceptance import accept_greedy, accept_sampling, processed_probs
 from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
 from collab.strategies.speculative import SpeculativeChatModel, SpeculativeDecoder
+from collab.strategies.verifiers import RemoteVerifier
 from collab.trace import Trace
+from tests.servers import SMOL
 
 PROMPTS = [
     "Count from 1 to 12.",
@@ -143,9 +147,82 @@ def test_combined_drafter_prefers_ngrams(slm: LlamaCppChatModel) -> None:
         assert drafter.propose(slm.tokenize("hello"), 2).source == "model"
 
 
-def test_text_only_server_is_refused_as_remote_verifier(
+REMOTE_PROMPTS = [
+    "Count from 1 to 12.",
+    "Write a haiku about the sea.",
+    "List three prime numbers.",
+    "Write a Python function that adds two numbers.",
+    "Name the days of the week.",
+    "What colour is the sky?",
+    "Spell the word 'banana' letter by letter.",
+    "What is 2 + 2? Answer with the number only.",
+    "Name three planets.",
+    "Say hello.",
+]
+
+
+def first_divergence(slm: LlamaCppChatModel, a: str, b: str) -> tuple[int, int, int]:
+    """(position, token in a, token in b) where the two texts' tokens first differ."""
+    ta, tb = slm.tokenize(a, special=False), slm.tokenize(b, special=False)
+    i = next(i for i in range(min(len(ta), len(tb)) + 1) if ta[i : i + 1] != tb[i : i + 1])
+    return i, ta[i], tb[i]
+
+
+def test_remote_greedy_speculation_equals_the_server_alone(
     slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
 ) -> None:
-    # llama-cpp-python's server takes text prompts only: it cannot score exact drafts.
+    # SmolLM2 in-process drafts; llama-cpp-python's server with SmolLM2 verifies.
+    spec = SpeculativeChatModel.remote(slm, remote, gamma=15, temperature=0.0, max_tokens=16)
+    identical = accepted = 0
+    for prompt in REMOTE_PROMPTS:
+        alone = str(remote.invoke(prompt, max_tokens=16).content)
+        fast = spec.invoke(prompt)
+        accepted += Trace.from_metadata(fast.response_metadata).extra["speculative"]["accepted"]
+        if fast.content == alone:
+            identical += 1
+            continue
+        # The server's log-probabilities drift with its cache history (by ~0.1 nats on
+        # SmolLM2): a divergence is allowed only where its own top two nearly tie.
+        i, want, got = first_divergence(slm, alone, str(fast.content))
+        context = slm._encode(slm.render([HumanMessage(prompt)]))
+        context += slm.tokenize(alone, special=False)[:i]
+        row = dict(remote.next_token_logprobs(context, 5))
+        assert want in row and got in row, (prompt, alone, fast.content)
+        assert abs(row[want] - row[got]) < 0.2, (prompt, alone, fast.content, row)
+    assert identical >= 7
+    assert accepted > 0
+
+
+def test_remote_verifier_needs_text_that_carries_the_tokens(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    # A text-only server without a local twin to write the tokens out: refused up front.
     with pytest.raises(CapabilityError, match="takes only text prompts"):
-        SpeculativeChatModel.remote(slm, remote, temperature=0.0)
+        RemoteVerifier(remote)
+    verifier = RemoteVerifier(remote, twin=slm)
+    context = slm.tokenize("The banana")
+    assert verifier.argmax(context, len(context) - 1)  # canonical tokens: verified
+    # "ban" + "ana" reads back as one token: the server would see other tokens.
+    split = slm.tokenize("The ban") + slm.tokenize("ana", special=False)
+    assert split != context
+    with pytest.raises(CapabilityError, match="round trip through text"):
+        verifier.argmax(split, len(split) - 1)
+
+
+def test_a_server_that_drops_mid_generation_is_an_error(slm: LlamaCppChatModel) -> None:
+    server = LocalLLMServer(
+        catalog.resolve(SMOL), alias=SMOL, n_ctx=2048, n_threads=2, logits_all=True
+    )
+    server.start()
+    target = OpenAICompatibleChatModel(
+        model=SMOL, base_url=server.base_url, temperature=0.0, max_retries=0, timeout=30
+    )
+    spec = SpeculativeChatModel.remote(slm, target, temperature=0.0, max_tokens=48)
+    stream = spec.stream("Count from 1 to 30.")
+    try:
+        next(stream)
+    finally:
+        server.stop()
+    with pytest.raises(ModelUnavailableError):
+        for _ in stream:
+            pass

@@ -138,7 +138,7 @@ class LlamaCppChatModel(LocalChatModel):
     def _special_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return bytes(self.llama.detokenize([token], special=True)).decode("utf-8", "replace")
+        return self.detokenize([token], special=True)
 
     def _encode(self, text: str) -> list[int]:
         _, bos, _ = self._chat_template()
@@ -204,8 +204,10 @@ class LlamaCppChatModel(LocalChatModel):
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return list(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=special))
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return bytes(self.llama.detokenize(list(tokens))).decode("utf-8", "replace")
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return bytes(self.llama.detokenize(list(tokens), special=special)).decode(
+            "utf-8", "replace"
+        )
 
     def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
         """Next-token logits after each of ``tokens[first:]``, shape (len - first, vocab).

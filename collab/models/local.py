@@ -152,7 +152,8 @@ class LocalChatModel(StreamFirstChatModel):
     def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
 
     @abstractmethod
-    def detokenize(self, tokens: Sequence[int]) -> str: ...
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        """Text of ``tokens``; with ``special``, control tokens are written out too."""
 
     @abstractmethod
     def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
@@ -163,6 +164,11 @@ class LocalChatModel(StreamFirstChatModel):
 
     @abstractmethod
     def _is_eog(self, token: int) -> bool: ...
+
+    def eos_token(self) -> int:
+        """The id of the token that ends the model's turn."""
+        (token,) = self.tokenize(self._chat_template()[2], special=True)
+        return token
 
     @property
     def _location(self) -> Literal["local"]:

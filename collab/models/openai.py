@@ -60,6 +60,7 @@ _SDK_CHAT_PARAMS = frozenset(
 )  # fmt: skip
 PromptLogprobStyle = Literal["echo", "echo-shifted", "vllm"]
 TOP_N = 20  # top log-probabilities asked of servers that report only the top N
+UNNAMED = -1  # a row's key for tokens the server named only by ambiguous text
 ServerKind = Literal["openai", "vllm", "llama-cpp-python", "llama.cpp", "ollama", "unknown"]
 
 
@@ -172,6 +173,7 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
 
     _client: openai.OpenAI | None = PrivateAttr(None)
     _aclient: openai.AsyncOpenAI | None = PrivateAttr(None)
+    _token_of_text: dict[str, int | None] = PrivateAttr(default_factory=dict)
 
     @property
     def _llm_type(self) -> str:
@@ -495,14 +497,14 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
             raise ValueError("continuation_logprobs needs at least one prompt token")
         if not continuation:
             return []
-        rows = self.prompt_logprob_rows([*prompt, *continuation])
+        rows = self.prompt_logprob_rows([*prompt, *continuation], first=len(prompt) - 1)
         out = []
-        for i, row in enumerate(rows[len(prompt) - 1 : -1]):
-            value = row.get(continuation[i])
+        for token, row in zip(continuation, rows, strict=False):
+            value = row.get(token)
             if value is None:
                 raise CapabilityError(
                     f"{self.base_url} reports only its top {TOP_N} log-probabilities and "
-                    f"token {continuation[i]} is not among them",
+                    f"token {token} is not among them",
                     hint="exact log-probabilities of unlikely tokens need an in-process "
                     "model or a vLLM server (prompt_logprobs)",
                 )
@@ -510,14 +512,18 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
         return out
 
     def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
-        row = self.prompt_logprob_rows(list(prompt))[-1]
-        return sorted(row.items(), key=lambda p: -p[1])[:k]
+        row = self.prompt_logprob_rows(list(prompt), first=len(prompt) - 1)[-1]
+        return sorted(((t, v) for t, v in row.items() if t != UNNAMED), key=lambda p: -p[1])[:k]
 
-    def _completion_prompt(self, tokens: list[int]) -> list[int] | str:
-        """The prompt as token ids, or as text that tokenizes back to exactly those ids."""
+    def completion_prompt(self, tokens: list[int], text: str | None = None) -> list[int] | str:
+        """The prompt as token ids, or as text that the server tokenizes to exactly those ids.
+
+        ``text``: the tokens written out by the caller, for text-only servers whose
+        own detokenizer drops control tokens (llama-cpp-python's does).
+        """
         if self.server_capabilities().token_prompts:
             return tokens
-        text = self.detokenize(tokens)
+        text = self.detokenize(tokens) if text is None else text
         if self.tokenize(text) != tokens:
             raise CapabilityError(
                 f"{self.base_url} takes text prompts only, and these tokens do not survive "
@@ -526,19 +532,27 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
             )
         return text
 
-    def prompt_logprob_rows(self, tokens: list[int]) -> list[dict[int, float]]:
-        """For each position i, log-probabilities of tokens at i + 1 (the last: after all).
+    def prompt_logprob_rows(
+        self, tokens: list[int], *, first: int = 0, text: str | None = None
+    ) -> list[dict[int, float]]:
+        """For each position i from ``first``: log-probabilities of the token at i + 1.
 
-        Each row holds at least the token that actually follows; rows from a
-        top-N style hold the N likeliest as well.
+        The last row is for the token after all of ``tokens``. Each row holds the
+        server's top N by token id; a row is empty where the server reports nothing
+        (llama-cpp-python leaves its BOS token out). Where the top N named a token
+        only by a text that is not one token (a control token, part of a UTF-8
+        character), the row's ``UNNAMED`` entry is the most such a token can have:
+        if it is the row's maximum, the argmax is unknown. ``text``: see
+        ``completion_prompt``.
         """
         caps = self.server_capabilities()
         styles: list[PromptLogprobStyle] = (
             [caps.prompt_logprobs] if caps.prompt_logprobs else ["echo", "vllm"]
         )
+        prompt = self.completion_prompt(tokens, text)
         for style in styles:
             try:
-                rows = self._prompt_logprobs_via(style, tokens)
+                rows = self._prompt_logprobs_via(style, tokens, prompt, first)
             except (openai.BadRequestError, openai.UnprocessableEntityError, KeyError, TypeError,
                     IndexError, AttributeError):  # fmt: skip
                 continue
@@ -552,10 +566,33 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
             "(prompt_logprobs)",
         )
 
+    def greedy_next(self, tokens: list[int], text: str | None = None) -> int | None:
+        """The server's own greedy choice after ``tokens``; None: it ends the text there.
+
+        For positions where ``prompt_logprob_rows`` cannot name the argmax.
+        """
+        try:
+            response = self.client.completions.create(
+                model=self.model, prompt=self.completion_prompt(tokens, text), max_tokens=1,
+                temperature=0.0, extra_body=self.server_capabilities().neutral_sampling,
+            )  # fmt: skip
+        except openai.APIError as exc:
+            raise self._error(exc) from exc
+        choice = response.choices[0]
+        if choice.finish_reason == "stop" and not choice.text:
+            return None
+        ids = self.tokenize(choice.text, special=False) if choice.text else []
+        if len(ids) != 1:
+            raise CapabilityError(
+                f"{self.base_url} chose a token it reports only as {choice.text!r}, which "
+                "names no single token",
+                hint="verify with a server that takes token-id prompts (vLLM), or in-process",
+            )
+        return ids[0]
+
     def _prompt_logprobs_via(
-        self, style: PromptLogprobStyle, tokens: list[int]
+        self, style: PromptLogprobStyle, tokens: list[int], prompt: list[int] | str, first: int
     ) -> list[dict[int, float]]:
-        prompt = self._completion_prompt(tokens)
         if style == "vllm":
             response = self.client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=TOP_N,
@@ -563,11 +600,12 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
             )  # fmt: skip
             entries = (response.choices[0].model_extra or {})["prompt_logprobs"]
             rows = [
-                {int(t): float(v["logprob"]) for t, v in entry.items()} for entry in entries[1:]
+                {int(t): float(v["logprob"]) for t, v in entry.items()}
+                for entry in entries[first + 1 :]
             ]
             last = response.choices[0].logprobs
             assert last is not None and last.top_logprobs
-            rows.append(self._ids(last.top_logprobs[0]))
+            rows.append(self._named(last.top_logprobs[0]))
             return rows
         response = self.client.completions.create(
             model=self.model, prompt=prompt, max_tokens=1, echo=True, logprobs=TOP_N,
@@ -577,33 +615,60 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
         assert lp is not None and lp.top_logprobs is not None and lp.tokens is not None
         n = len(tokens)
         if style == "echo-shifted":
-            # llama-cpp-python: top_logprobs[i] is the distribution of token i + 1
-            # (its token_logprobs are misaligned and unusable).
-            rows = []
-            for i in range(n):
-                top = lp.top_logprobs[i] or {}
-                row = self._ids(top)
-                if i + 1 < n and lp.tokens[i + 1] in top:
-                    row[tokens[i + 1]] = float(top[lp.tokens[i + 1]])
-                rows.append(row)
-            return rows
-        # OpenAI's legacy semantics: token_logprobs[i] is log p(token i | before it).
+            positions = _echoed_positions(tokens, len(lp.top_logprobs), self.base_url)
+            by_position = dict(zip(positions, lp.top_logprobs, strict=True))
+            return [self._named(by_position.get(i) or {}) for i in range(first, n)]
+        # OpenAI's legacy semantics: top_logprobs[i] is the distribution of token i.
         assert lp.token_logprobs is not None
-        rows = [
-            {**self._ids(lp.top_logprobs[i + 1] or {}), tokens[i + 1]: lp.token_logprobs[i + 1]}
-            for i in range(n - 1)
-        ]
-        rows.append(self._ids(lp.top_logprobs[n] or {}))
+        rows = []
+        for i in range(first, n):
+            row = self._named(lp.top_logprobs[i + 1] or {})
+            if i + 1 < n:
+                row[tokens[i + 1]] = float(lp.token_logprobs[i + 1])
+            rows.append(row)
         return rows
 
-    def _ids(self, top: dict[str, float]) -> dict[int, float]:
-        """Top log-probabilities keyed by token id (texts that are one token)."""
+    def _named(self, top: dict[str, float]) -> dict[int, float]:
+        """Top log-probabilities keyed by token id; see ``prompt_logprob_rows`` for UNNAMED."""
         out: dict[int, float] = {}
+        unnamed = False
         for text, value in top.items():
-            ids = self.tokenize(text, special=False)
-            if len(ids) == 1:
-                out[ids[0]] = float(value)
+            if text not in self._token_of_text:
+                ids = self.tokenize(text, special=False) if text else []
+                self._token_of_text[text] = ids[0] if len(ids) == 1 else None
+            token = self._token_of_text[text]
+            if token is None:
+                unnamed = True
+            else:
+                out[token] = float(value)
+        if unnamed:
+            rest = 1.0 - sum(math.exp(v) for v in out.values())
+            out[UNNAMED] = math.log(rest) if rest > 0 else -math.inf
         return out
+
+
+def _echoed_positions(tokens: list[int], entries: int, where: str) -> list[int]:
+    """Which prompt positions llama-cpp-python's echoed log-probabilities belong to.
+
+    Its entry for position i is the distribution after token i, but it leaves out
+    every position whose next token is its BOS token (and, when the prompt starts
+    with BOS, drops that first one). Which token is BOS follows from the count.
+    """
+    n = len(tokens)
+    if entries == n:
+        return list(range(n))
+    bos = tokens[0]
+    skipped = {i for i in range(n - 1) if tokens[i + 1] == bos}
+    if n - len(skipped) == entries:
+        return [i for i in range(n) if i not in skipped]
+    candidates = [t for t in set(tokens) if tokens.count(t) == n - entries]
+    if len(candidates) == 1:
+        return [i for i in range(n) if tokens[i] != candidates[0]]
+    raise CapabilityError(
+        f"{where} echoed {entries} log-probability entries for {n} prompt tokens, and "
+        "they cannot be matched to positions",
+        hint="use a server that takes token-id prompts (vLLM) for token-level work",
+    )
 
 
 def _detail(exc: openai.APIStatusError) -> str:

@@ -220,8 +220,8 @@ class TransformersChatModel(LocalChatModel):
             tok(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
         )
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return str(self.loaded.tokenizer.decode(list(tokens)))
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return str(self.loaded.tokenizer.decode(list(tokens), skip_special_tokens=not special))
 
     def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
         torch, transformers = _require()

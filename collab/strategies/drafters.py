@@ -121,6 +121,13 @@ class ModelDrafter:
     def update(self, proposed: int, accepted: int) -> None:
         pass
 
+    def step_seconds(self, token: int) -> float:
+        """What one draft step costs, timed on a one-token context (no catch-up)."""
+        self.model.logits_unlocked([token], 0)  # warm
+        start = time.perf_counter()
+        self.model.logits_unlocked([token], 0)
+        return time.perf_counter() - start
+
 
 @dataclass
 class CombinedDrafter:

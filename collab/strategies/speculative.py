@@ -18,14 +18,18 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from collab.errors import CapabilityError, ConfigurationError
-from collab.models.base import require_token_level, vocab_fingerprint
+from collab.errors import CapabilityError
 from collab.models.local import LocalChatModel, Sampling
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.strategies.acceptance import accept_greedy, accept_sampling
 from collab.strategies.baselines import SLMOnly
 from collab.strategies.drafters import CombinedDrafter, Drafter, ModelDrafter, NgramDrafter
-from collab.strategies.verifiers import LocalVerifier, RemoteVerifier, Verifier
+from collab.strategies.verifiers import (
+    LocalVerifier,
+    RemoteVerifier,
+    Verifier,
+    check_same_vocabulary,
+)
 
 
 @dataclass
@@ -159,7 +163,8 @@ class SpeculativeDecoder:
         gamma: int | None = None,
         max_gamma: int = 32,
         off_below: float = 1.0,
-        probe_every: int = 32,
+        probe_share: float = 0.05,
+        explore_every: int = 32,
     ) -> None:
         self.verifier: Verifier = (
             LocalVerifier(target) if isinstance(target, LocalChatModel) else target
@@ -168,13 +173,36 @@ class SpeculativeDecoder:
         self.fixed_gamma = gamma
         self.costs = CostModel(max_gamma=max_gamma)
         self.off_below = off_below
-        self.probe_every = probe_every
-        self._probe_interval = probe_every
+        self.probe_share = probe_share
+        self.explore_every = explore_every
+        self._off_s = 0.0  # target-alone seconds since speculation was last tried
         self.stats = SpecStats()
-        if isinstance(drafter, ModelDrafter):
-            check_same_vocabulary(drafter.model, self.verifier.model)
+        self._draft_model = _draft_model(drafter)
+        if self._draft_model is not None:
+            check_same_vocabulary(self._draft_model.model, self.verifier.model)
 
-    def _choose(self, since_probe: int, since_explore: int) -> int:
+    def _calibrate(self, tokens: list[int]) -> None:
+        """Price an untried draft model before the first draft, which would cost its catch-up.
+
+        One draft step, and the target's pass over 2 tokens (re-reading the
+        context's last two), are enough to see a drafter that cannot pay: the
+        prediction then keeps speculation off, and probes stay within their share.
+        """
+        model = self._draft_model
+        if (
+            model is None
+            or self.fixed_gamma is not None
+            or self.costs.draft_step_s
+            or not isinstance(self.verifier, LocalVerifier)
+        ):
+            return
+        if 2 not in self.costs.verify_s and len(tokens) > 2:
+            start = time.perf_counter()
+            self.verifier.argmax(tokens, len(tokens) - 2)
+            self.costs.verify_s[2] = time.perf_counter() - start
+        self.costs.draft_step_s = model.step_seconds(tokens[-1])
+
+    def _choose(self, since_explore: int, behind: int) -> int:
         if not self.costs.calibrated:
             return 0  # one plain step first: the unit every prediction is measured in
         if self.fixed_gamma is not None:
@@ -183,31 +211,33 @@ class SpeculativeDecoder:
         gamma, predicted = costs.best()
         longest = max(costs.verify_s) - 1
         free = costs.draft_step_s < 0.05 * costs.pass_cost(1)  # prompt lookup
-        if free and longest < costs.max_gamma and since_explore >= self.probe_every:
+        if free and longest < costs.max_gamma and since_explore >= self.explore_every:
             # Now and then try a longer draft than ever verified: long passes can
             # cost far less per token than short ones, which only a measurement shows.
             return min(costs.max_gamma, 2 * longest)
         if predicted >= self.off_below:
-            self._probe_interval = self.probe_every
             return gamma
-        if since_probe < self._probe_interval:
-            return 0  # not worth it now: the target alone, until the next probe
-        # A probe costs the drafter's catch-up: probes that keep not paying get rarer.
-        self._probe_interval = min(2 * self._probe_interval, 4096)
-        return gamma
+        # Not worth it now: the target alone, with a probe now and then, whose
+        # predicted loss (a first one: the drafter's catch-up as well) stays
+        # within ``probe_share`` of the time spent without speculation.
+        loss = costs.round_cost(gamma) - costs.expected_tokens(gamma) * costs.pass_cost(1)
+        if not costs.draft_overhead_s:
+            loss += behind * costs.draft_step_s / 4  # a prefill runs ~4x a step per token
+        return gamma if self._off_s * self.probe_share >= loss else 0
 
     def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generator[int, None, None]:
         """Tokens after ``prompt``; the caller holds the target's (and drafter's) lock."""
         rng = np.random.default_rng(sampling.seed)
         self.stats = SpecStats()  # per call; the cost model keeps learning across calls
         tokens = list(prompt)
-        since_probe = since_explore = 0
+        since_explore = 0
         n_ctx = getattr(self.verifier.model, "n_ctx", None)
         self.verifier.prefill(tokens)  # so that verify timings measure verification only
+        self._calibrate(tokens)
         start = time.perf_counter()
         try:
             while True:
-                gamma = self._choose(since_probe, since_explore)
+                gamma = self._choose(since_explore, len(tokens))
                 if isinstance(n_ctx, int):  # a draft must not push the check past the context
                     gamma = max(0, min(gamma, n_ctx - len(tokens) - 1))
                 draft = self.drafter.propose(tokens, gamma, sampling) if gamma else None
@@ -220,7 +250,7 @@ class SpeculativeDecoder:
                 if sampling.temperature <= 0:
                     best = self.verifier.argmax(checked, len(tokens) - 1)
                     t2 = time.perf_counter()
-                    kept, nxt = accept_greedy(proposed, best)
+                    kept, nxt = accept_greedy(proposed[: len(best) - 1], best)
                 else:
                     p = self.verifier.probs(checked, len(tokens) - 1, sampling)
                     t2 = time.perf_counter()
@@ -229,7 +259,7 @@ class SpeculativeDecoder:
                 self.costs.observe(len(proposed), kept, step_s, t2 - t1, overhead_s)
                 self.drafter.update(len(proposed), kept)
                 self._count(gamma, len(proposed), kept)
-                since_probe = 0 if proposed else since_probe + 1
+                self._off_s = 0.0 if proposed else self._off_s + (t2 - t1)
                 longest = len(proposed) >= max(self.costs.verify_s) - 1
                 since_explore = 0 if longest else since_explore + 1
                 for token in [*proposed[:kept], nxt]:
@@ -254,18 +284,12 @@ class SpeculativeDecoder:
             stats.expected_s += self.costs.pass_cost(1)
 
 
-def check_same_vocabulary(draft: object, target: object) -> None:
-    """Refuse a pair whose tokenizers differ: their token ids would mean different text."""
-    a = vocab_fingerprint(require_token_level(draft, "drafting"))
-    b = vocab_fingerprint(require_token_level(target, "verifying drafts"))
-    if a != b:
-        raise ConfigurationError(
-            f"draft model {getattr(draft, 'model', draft)!r} and target "
-            f"{getattr(target, 'model', target)!r} tokenize differently "
-            f"(fingerprints {a} vs {b})",
-            hint="speculative decoding needs a draft model from the target's family "
-            "(same tokenizer), or the n-gram drafter",
-        )
+def _draft_model(drafter: Drafter) -> ModelDrafter | None:
+    if isinstance(drafter, ModelDrafter):
+        return drafter
+    if isinstance(drafter, CombinedDrafter):
+        return drafter.model
+    return None
 
 
 class SpeculativeChatModel(LocalChatModel):
@@ -309,7 +333,8 @@ class SpeculativeChatModel(LocalChatModel):
         drafter: Drafter = ModelDrafter(draft)
         if ngram:
             drafter = CombinedDrafter(NgramDrafter(), ModelDrafter(draft))
-        return cls(target=draft, drafter=drafter, verifier=RemoteVerifier(server), **kwargs)
+        verifier = RemoteVerifier(server, twin=draft)
+        return cls(target=draft, drafter=drafter, verifier=verifier, **kwargs)
 
     @property
     def _llm_type(self) -> str:
@@ -345,8 +370,8 @@ class SpeculativeChatModel(LocalChatModel):
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return self.target.tokenize(text, special=special)
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.target.detokenize(tokens)
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return self.target.detokenize(tokens, special=special)
 
     def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
         return self.target.logits_unlocked(tokens, first)

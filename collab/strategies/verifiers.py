@@ -13,9 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from collab.errors import CapabilityError
+from collab.errors import CapabilityError, ConfigurationError
+from collab.models.base import require_token_level, vocab_fingerprint
 from collab.models.local import LocalChatModel, Sampling
-from collab.models.openai import OpenAICompatibleChatModel
+from collab.models.openai import UNNAMED, OpenAICompatibleChatModel
 from collab.strategies.acceptance import Probs, processed_probs
 
 
@@ -60,37 +61,87 @@ class LocalVerifier:
 
 @dataclass
 class RemoteVerifier:
-    """A server that takes token-id prompts and returns their log-probabilities (vLLM, ...).
+    """A server hosting the target, judging drafts from the prompt log-probabilities it returns.
 
-    Verification must score the exact token sequence drafted, which a server that
-    takes only text cannot (drafts need not be the canonical tokenization of their
-    text): such servers are refused here, before any generation starts.
+    Servers that take token-id prompts (vLLM) score the drafted ids directly.
+    Text-only servers (llama-cpp-python) need ``twin``: an in-process model with
+    the server model's tokenizer, which writes the tokens out with their control
+    tokens; every round checks that the server reads that text back as exactly
+    those tokens, shortening the draft where it would not. Drafts that are not
+    the tokenizer's own reading of their text cannot be checked there, and the
+    server names its top tokens by text, so a choice it names ambiguously (its
+    end-of-text token, part of a UTF-8 character) is asked of it directly.
     """
 
     model: OpenAICompatibleChatModel
+    twin: LocalChatModel | None = None
     name: str = "remote"
 
     def __post_init__(self) -> None:
         caps = self.model.server_capabilities()
-        if not caps.token_prompts:
+        if not caps.token_prompts and self.twin is None:
             raise CapabilityError(
                 f"{self.model.base_url} ({caps.kind}) takes only text prompts, so it cannot "
-                "score the exact token sequences speculative decoding drafts",
-                hint="verify in-process, or serve the target with a server that accepts "
-                "token-id prompts and returns prompt log-probabilities (vLLM, llama.cpp's "
-                "llama-server)",
+                "score drafted token ids without a local model that writes them as text",
+                hint="pass twin= (the draft model, which shares the server model's "
+                "tokenizer), or use SpeculativeChatModel.remote(draft, server)",
             )
+        if self.twin is not None:
+            check_same_vocabulary(self.twin, self.model)
 
     def prefill(self, tokens: Sequence[int]) -> None:
         pass  # the server keeps its own prefix cache
 
     def argmax(self, tokens: Sequence[int], first: int) -> list[int]:
-        rows = self.model.prompt_logprob_rows(list(tokens))
-        return [max(row.items(), key=lambda kv: kv[1])[0] for row in rows[first:]]
+        """As ``Verifier.argmax``, but possibly for a shorter draft (see the class)."""
+        tokens = list(tokens)
+        end = len(tokens)
+        while True:
+            try:
+                rows = self.model.prompt_logprob_rows(
+                    tokens[:end], first=first, text=self._text(tokens[:end])
+                )
+                break
+            except CapabilityError:
+                if end <= first + 1 or self.twin is None:
+                    raise  # even the verified text does not survive the round trip
+                end -= 1
+        best: list[int] = []
+        for i, row in enumerate(rows):
+            choice = max(row, key=lambda t: row[t]) if row else UNNAMED
+            if choice == UNNAMED:
+                seen = tokens[: first + 1 + i]
+                asked = self.model.greedy_next(seen, self._text(seen))
+                if asked is None:  # the server ends its text here
+                    assert self.twin is not None
+                    return [*best, self.twin.eos_token()]
+                choice = asked
+            best.append(choice)
+            drafted = first + 1 + i
+            if drafted >= end or tokens[drafted] != choice:
+                break  # what follows a rejected token is never looked at
+        return best
+
+    def _text(self, tokens: list[int]) -> str | None:
+        return None if self.twin is None else self.twin.detokenize(tokens, special=True)
 
     def probs(self, tokens: Sequence[int], first: int, sampling: Sampling) -> Probs:
         raise CapabilityError(
             f"{self.model.base_url} reports only the top log-probabilities of each prompt "
             "token, so speculative sampling against it cannot be exact",
             hint="use temperature=0 (greedy verification is exact), or an in-process target",
+        )
+
+
+def check_same_vocabulary(draft: object, target: object) -> None:
+    """Refuse a pair whose tokenizers differ: their token ids would mean different text."""
+    a = vocab_fingerprint(require_token_level(draft, "drafting"))
+    b = vocab_fingerprint(require_token_level(target, "verifying drafts"))
+    if a != b:
+        raise ConfigurationError(
+            f"draft model {getattr(draft, 'model', draft)!r} and target "
+            f"{getattr(target, 'model', target)!r} tokenize differently "
+            f"(fingerprints {a} vs {b})",
+            hint="speculative decoding needs a draft model from the target's family "
+            "(same tokenizer), or the n-gram drafter",
         )
