@@ -7,8 +7,10 @@ list in the prompt, free decoding, JSON parsed from the reply); the LLM
 a call is escalated when it is invalid after repair or its confidence (mean token
 log-probability under the free SLM) is in the lowest 30% (threshold fitted on the
 other half of the items, 2-fold). Categories: simple_python, multiple, parallel,
-irrelevance (a correct answer there calls nothing). Results are cached per item,
-so an interrupted run resumes.
+irrelevance (a correct answer there calls nothing). In simple_python and multiple
+the question asks for one call, so both collab (``parallel=False``) and the plain
+prompt are told one call; parallel and irrelevance allow a list. Results are
+cached per item, so an interrupted run resumes.
 
     python bench/bfcl.py [--limit 20] [--categories simple_python,multiple,parallel,irrelevance]
 
@@ -49,6 +51,15 @@ PLAIN = (
     "\nReply only with a JSON list of the calls to make, each "
     '{"name": <function name>, "arguments": {...}}, or [] if no function applies.'
 )
+PLAIN_ONE = (
+    "\nReply only with the JSON of the one call to make, "
+    '{"name": <function name>, "arguments": {...}}, or [] if no function applies.'
+)
+ONE_CALL = ("simple_python", "multiple")  # categories whose questions ask for one call
+
+
+def setup(category: str) -> str:
+    return "one call" if category in ONE_CALL else "list"
 
 
 def ast_checker() -> Callable[..., dict[str, Any]]:
@@ -152,17 +163,17 @@ class Outcome:
     failure: str | None = None
 
 
-def run_collab(model: LlamaCppChatModel, item: dict[str, Any]) -> Outcome:
+def run_collab(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
     tools = [make_tool(t) for t in tools_of(item)]
-    caller = ToolCaller(model, tools, parallel=True, min_logprob=float("-inf"))
+    caller = ToolCaller(model, tools, parallel=parallel, min_logprob=float("-inf"))
     plan = caller.plan(question_of(item))
     scored = plan.message.response_metadata.get("tool_call_logprob") or {}
     calls = [{"name": c["name"], "args": c["args"]} for c in plan.calls]
     return Outcome(calls, scored.get("mean"), plan.failure)
 
 
-def run_plain(model: LlamaCppChatModel, item: dict[str, Any]) -> Outcome:
-    system = tool_prompt(to_openai_tools(tools_of(item))) + PLAIN
+def run_plain(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
+    system = tool_prompt(to_openai_tools(tools_of(item))) + (PLAIN if parallel else PLAIN_ONE)
     reply = model.invoke([SystemMessage(system), *question_of(item)])
     return Outcome(plain_calls(str(reply.content)))
 
@@ -186,12 +197,13 @@ def correct(
 
 
 def measure(models: dict[str, LlamaCppChatModel], category: str, item: dict[str, Any]) -> dict:
-    row: dict[str, Any] = {"id": item["id"], "category": category}
+    row: dict[str, Any] = {"id": item["id"], "category": category, "setup": setup(category)}
+    parallel = setup(category) == "list"
     for name, model in models.items():
         start = time.perf_counter()
-        row[f"{name}/collab"] = run_collab(model, item).__dict__
+        row[f"{name}/collab"] = run_collab(model, item, parallel).__dict__
         if name != LLM:
-            row[f"{name}/plain"] = run_plain(model, item).__dict__
+            row[f"{name}/plain"] = run_plain(model, item, parallel).__dict__
         row[f"{name}/seconds"] = round(time.perf_counter() - start, 2)
     return row
 
@@ -251,7 +263,9 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     console.print(
         "plain: the tool list in the prompt, free decoding; parse: share of plain replies with "
         "a JSON call in them (collab's calls are decoded under a grammar and always parse). "
-        "+LLM fallback: invalid calls and the least confident 30% go to the LLM."
+        "+LLM fallback: invalid calls and the least confident 30% go to the LLM. "
+        f"{' and '.join(ONE_CALL)} ask for one call (collab parallel=False, plain told one "
+        "call); the others allow a list."
     )
 
 
@@ -271,7 +285,12 @@ def main() -> None:
     CACHE.parent.mkdir(exist_ok=True)
     done = {}
     if CACHE.exists() and not args.fresh:
-        done = {(r["category"], r["id"]): r for r in map(json.loads, CACHE.open())}
+        rows = map(json.loads, CACHE.open())
+        done = {
+            (r["category"], r["id"]): r
+            for r in rows
+            if r.get("setup", "list") == setup(r["category"])  # cached under today's setup
+        }
     todo = [(c, i) for c in categories for i in load(c, args.limit) if (c, i["id"]) not in done]
     if todo and not args.report:
         models = {

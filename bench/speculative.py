@@ -3,7 +3,10 @@
 Side by side in one run, greedy: the target alone; speculation with SLM drafts,
 prompt-lookup (n-gram) drafts, and both; acceptance; the predicted speedup; and
 llama-cpp-python's own ``LlamaPromptLookupDecoding`` as the peer. Two workloads:
-HumanEval prompts (open generation) and an input-grounded rename task.
+HumanEval prompts (open generation) and an input-grounded rename task. With
+``--native DIR`` (a llama.cpp build's ``bin``), native llama.cpp's n-gram
+speculation (``llama-speculative-simple --spec-type ngram-simple``) runs on the
+same prompts too: the bound of what prompt lookup can do on this machine.
 
     python bench/speculative.py [--humaneval 0-79] [--edits 12] [--tokens 128] [--edit-tokens 320]
 """
@@ -12,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -105,6 +111,35 @@ def run_peer(prompts: list[str], tokens: int, render: Callable[[str], str]) -> d
     return {"tok_s": n / seconds, "decode_tok_s": nan, "acceptance": nan, "predicted": nan}
 
 
+def run_native(
+    bin_dir: Path, prompts: list[str], tokens: int, render: Callable[[str], str]
+) -> dict[str, float]:
+    """Native llama.cpp's n-gram speculation, from the times it prints itself."""
+    encode_s = decode_s = n = drafted = accepted = 0.0
+    for prompt in track(prompts, description="native", console=console, transient=True):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write(render(prompt))
+            f.flush()
+            out = subprocess.run(
+                [str(bin_dir / "llama-speculative-simple"), "-m", str(catalog.resolve(TARGET)),
+                 "-f", f.name, "-n", str(tokens), "--temp", "0", "--top-k", "1", "-t", "2",
+                 "-c", "4096", "--spec-type", "ngram-simple", "--spec-draft-n-max", "8"],
+                capture_output=True, text=True, check=True,
+            ).stderr  # fmt: skip
+        times = dict(re.findall(r"(encoded|decoded)\s+\d+ tokens in\s+([\d.]+) seconds", out))
+        encode_s += float(times["encoded"])
+        decode_s += float(times["decoded"])
+        n += int(re.findall(r"decoded\s+(\d+) tokens", out)[0])
+        drafted += int(re.findall(r"n_drafted\s+=\s+(\d+)", out)[0])
+        accepted += int(re.findall(r"n_accept\s+=\s+(\d+)", out)[0])
+    return {
+        "tok_s": n / (encode_s + decode_s),
+        "decode_tok_s": n / decode_s,
+        "acceptance": accepted / drafted if drafted else float("nan"),
+        "predicted": float("nan"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--humaneval", default="0-9", help="problem range, e.g. 0-79")
@@ -112,6 +147,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128, help="HumanEval answer tokens")
     parser.add_argument("--edit-tokens", type=int, default=320, help="edit answer tokens")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--native", type=Path, help="a llama.cpp build's bin directory")
     args = parser.parse_args()
 
     def chats(tokens: int) -> dict[str, Any]:
@@ -147,6 +183,10 @@ def main() -> None:
                 )
             except Exception as exc:  # the peer's own bugs must not cost the whole run
                 console.print(f"[red]peer failed on {workload}: {exc!r}[/]")
+        if args.native:
+            results["native llama.cpp n-gram (ngram-simple)"] = run_native(
+                args.native, prompts, tokens, lambda p, t=target: t.render([HumanMessage(p)])
+            )
         base = results["target alone"]
         for label, r in results.items():
             table.add_row(

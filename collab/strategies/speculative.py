@@ -47,8 +47,7 @@ class CostModel:
     Pass costs are measured per length, not assumed linear: on CPUs a batch
     switches to matrix-matrix kernels past a few tokens, so 32 tokens can cost
     little more than 8. Between measured lengths the cost is interpolated;
-    beyond the longest one it is taken as flat, an optimistic guess that gets
-    tried once and then replaced by its measurement.
+    beyond the longest one it follows the last measured slope.
     """
 
     max_gamma: int = 32
@@ -92,10 +91,19 @@ class CostModel:
         return 1 in self.verify_s
 
     def pass_cost(self, n: int) -> float:
-        """Seconds of a target pass over n tokens (needs ``calibrated``)."""
+        """Seconds of a target pass over n tokens (needs ``calibrated``).
+
+        Interpolated between measured lengths; past the longest, extended along the
+        last measured slope (free drafters still try longer drafts now and then,
+        which replaces the guess with a measurement).
+        """
         known = sorted(self.verify_s.items())
         xs, ys = zip(*known, strict=True)
-        return float(np.interp(n, xs, np.maximum.accumulate(ys)))
+        ys = tuple(np.maximum.accumulate(ys))
+        if n > xs[-1] and len(xs) > 1:
+            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+            return float(ys[-1] + slope * (n - xs[-1]))
+        return float(np.interp(n, xs, ys))
 
     def expected_tokens(self, gamma: int) -> float:
         return float(1 + np.cumprod(self.position_acceptance()[:gamma]).sum())
