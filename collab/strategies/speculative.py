@@ -226,11 +226,12 @@ class SpeculativeDecoder:
         if predicted >= self.off_below:
             return gamma
         # Not worth it now: the target alone, with a probe now and then, whose
-        # predicted loss (a first one: the drafter's catch-up as well) stays
-        # within ``probe_share`` of the time spent without speculation.
-        loss = costs.round_cost(gamma) - costs.expected_tokens(gamma) * costs.pass_cost(1)
-        if not costs.draft_overhead_s:
-            loss += behind * costs.draft_step_s / 4  # a prefill runs ~4x a step per token
+        # predicted loss, with the drafter's catch-up on the tokens it has not
+        # seen (a prefill runs ~4x faster per token than a step), stays within
+        # ``probe_share`` of the time spent without speculation.
+        catch_up = behind * costs.draft_step_s / 4
+        loss = costs.round_cost(gamma) - costs.draft_overhead_s + catch_up
+        loss -= costs.expected_tokens(gamma) * costs.pass_cost(1)
         return gamma if self._off_s * self.probe_share >= loss else 0
 
     def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generator[int, None, None]:
@@ -238,14 +239,14 @@ class SpeculativeDecoder:
         rng = np.random.default_rng(sampling.seed)
         self.stats = SpecStats()  # per call; the cost model keeps learning across calls
         tokens = list(prompt)
-        since_explore = 0
+        since_explore = drafted_at = 0  # drafted_at: context length at the last draft
         n_ctx = getattr(self.verifier.model, "n_ctx", None)
         self.verifier.prefill(tokens)  # so that verify timings measure verification only
         self._calibrate(tokens)
         start = time.perf_counter()
         try:
             while True:
-                gamma = self._choose(since_explore, len(tokens))
+                gamma = self._choose(since_explore, len(tokens) - drafted_at)
                 if isinstance(n_ctx, int):  # a draft must not push the check past the context
                     gamma = max(0, min(gamma, n_ctx - len(tokens) - 1))
                 draft = self.drafter.propose(tokens, gamma, sampling) if gamma else None
@@ -268,6 +269,7 @@ class SpeculativeDecoder:
                 self.drafter.update(len(proposed), kept)
                 self._count(gamma, len(proposed), kept)
                 self._off_s = 0.0 if proposed else self._off_s + (t2 - t1)
+                drafted_at = len(tokens) if proposed else drafted_at
                 longest = len(proposed) >= max(self.costs.verify_s) - 1
                 since_explore = 0 if longest else since_explore + 1
                 for token in [*proposed[:kept], nxt]:
