@@ -40,6 +40,10 @@ class CapabilityError(CollabError, NotImplementedError):
     """The model or server lacks a capability the caller needs (log-probs, tools, ...)."""
 
 
+class TextRoundTripError(CapabilityError):
+    """Token ids that a text-only server would read back as other tokens."""
+
+
 class ModelOutputError(CollabError):
     """The model answered, but not in the shape asked for (unparseable tool call, ...)."""
 

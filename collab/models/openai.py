@@ -30,6 +30,7 @@ from collab.errors import (
     ConfigurationError,
     ContextLengthError,
     ModelUnavailableError,
+    TextRoundTripError,
 )
 from collab.models.base import (
     TOOL_CALL_MIN_TOKENS,
@@ -525,7 +526,7 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
             return tokens
         text = self.detokenize(tokens) if text is None else text
         if self.tokenize(text) != tokens:
-            raise CapabilityError(
+            raise TextRoundTripError(
                 f"{self.base_url} takes text prompts only, and these tokens do not survive "
                 "a round trip through text",
                 hint="pass token sequences the tokenizer itself produced",

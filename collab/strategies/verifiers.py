@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from collab.errors import CapabilityError, ConfigurationError
+from collab.errors import CapabilityError, ConfigurationError, TextRoundTripError
 from collab.models.base import require_token_level, vocab_fingerprint
 from collab.models.local import LocalChatModel, Sampling
 from collab.models.openai import UNNAMED, OpenAICompatibleChatModel
@@ -102,7 +102,7 @@ class RemoteVerifier:
                     tokens[:end], first=first, text=self._text(tokens[:end])
                 )
                 break
-            except CapabilityError:
+            except TextRoundTripError:
                 if end <= first + 1 or self.twin is None:
                     raise  # even the verified text does not survive the round trip
                 end -= 1
