@@ -660,6 +660,8 @@ def _echoed_positions(tokens: list[int], entries: int, where: str) -> list[int]:
         return list(range(n))
     bos = tokens[0]
     skipped = {i for i in range(n - 1) if tokens[i + 1] == bos}
+    if n - len(skipped) - 1 == entries:
+        skipped.add(n - 1)  # the token it sampled after the prompt was BOS too
     if n - len(skipped) == entries:
         return [i for i in range(n) if i not in skipped]
     candidates = [t for t in set(tokens) if tokens.count(t) == n - entries]

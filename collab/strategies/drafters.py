@@ -114,7 +114,10 @@ class ModelDrafter:
                 rows.append(q)
             out.append(token)
             ctx.append(token)
+            if self.model._is_eog(token):
+                break  # nothing after the end of the turn is ever used
         probs = np.stack(rows) if rows else None
+        k = len(out)
         step_s = (time.perf_counter() - start) / k if k else 0.0
         return Draft(out, probs, source=self.name, step_s=step_s, overhead_s=start - caught)
 
