@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 from typing import Annotated
 
 import pytest
+from langchain_core.messages import HumanMessage
 from pydantic import AfterValidator, BaseModel
 
 from collab.errors import ConfigurationError
@@ -22,6 +24,7 @@ from collab.tools import (
     select_tools,
     validate_args,
 )
+from collab.tools.grounding import Conversation, drop_ungrounded
 
 
 def add(a: int, b: int) -> int:
@@ -160,14 +163,46 @@ def test_selection_shortlists_relevant_tools() -> None:
     assert [t.name for t in picked] == ["convert_currency"]
 
 
-def test_slm_call_parses_validates_and_is_scored(slm: LlamaCppChatModel) -> None:
-    caller = ToolCaller(slm, [add], min_logprob=float("-inf"))
-    plan = caller.plan([("user", "What is 2 plus 3?")], tool_choice="any")  # type: ignore[list-item]
+def shout(text: str) -> str:
+    """Write the text in capital letters."""
+    return text.upper()
+
+
+def test_optional_arguments_nobody_gave_are_dropped() -> None:
+    said = Conversation.of(
+        [HumanMessage("Find an acoustic guitar under $1,000 for three kids, 8% off, in New York.")]
+    )
+    schema = {"required": ["kind"]}
+    made = call("find", kind="banjo", maker="Gibson", budget=1000, count=3, discount=0.08)
+    kept, dropped = drop_ungrounded(made, schema, said)
+    # Required arguments stay whatever they are; optional ones need the conversation's word.
+    assert kept["args"] == {"kind": "banjo", "budget": 1000, "count": 3, "discount": 0.08}
+    assert dropped == ["maker='Gibson'"]
+    # Items of a list are kept one by one; words overlap, case aside ("New York City").
+    made = call("find", kind="x", cities=["New York City", "Boston"], years=[1, 2], gift=True)
+    kept, dropped = drop_ungrounded(made, schema, said)
+    assert kept["args"] == {"kind": "x", "cities": ["New York City"], "gift": True}
+    assert dropped == ["cities=['Boston']", "years=[1, 2]"]
+
+
+def test_slm_call_parses_validates_and_is_scored(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    caller = ToolCaller(slm, [add, shout], min_logprob=float("-inf"))
+    asked = [("user", "What is 2 plus 3?")]
+    plan = caller.plan(asked, tool_choice="any")  # type: ignore[arg-type]
     assert plan.by == "slm" and plan.failure is None and len(plan.calls) == 1
     assert plan.calls[0]["name"] == "add"
     assert validate_args(caller.tools[0], plan.calls[0]["args"]) is None
     scored = plan.message.response_metadata["tool_call_logprob"]
     assert scored["mean"] <= 0 and scored["tokens"] > 3
+    # The choice of tool is scored against the other tool offered: "add" is the likelier.
+    assert math.log(0.5) < scored["name"] <= 0
+    # A floor above that choice sends the call to the LLM, with the reason.
+    floor = scored["name"] + 0.01
+    strict = ToolCaller(slm, [add, shout], llm=remote, min_name_logprob=floor)
+    plan = strict.plan(asked, tool_choice="any")  # type: ignore[arg-type]
+    assert plan.by == "llm" and "tool chosen" in (plan.escalation or "")
 
 
 def test_invalid_calls_are_repaired_or_escalated_never_returned(

@@ -89,12 +89,14 @@ class _Agent:
         policy: Policy,
         max_tool_rounds: int,
         min_logprob: float | None,
+        min_name_logprob: float | None,
         tool_choice: str,
     ) -> None:
         self.pair = CollabChatModel(slm=slm, llm=llm, policy=policy)
         self.slm, self.llm = slm, llm
         self.tools = make_tools(tools) if tools else []
-        self.max_tool_rounds, self.min_logprob = max_tool_rounds, min_logprob
+        self.max_tool_rounds = max_tool_rounds
+        self.min_logprob, self.min_name_logprob = min_logprob, min_name_logprob
         self.tool_choice = tool_choice
 
     def decision(self, state: AgentState) -> Decision:
@@ -131,7 +133,11 @@ class _Agent:
     def tool_caller(self, state: AgentState) -> dict[str, Any]:
         messages = state["messages"]
         caller = ToolCaller(
-            self.slm, self.tools, llm=self.remote(state), min_logprob=self.min_logprob
+            self.slm,
+            self.tools,
+            llm=self.remote(state),
+            min_logprob=self.min_logprob,
+            min_name_logprob=self.min_name_logprob,
         )
         first = not state.get("rounds")
         plan = caller.plan(messages, tool_choice=self.tool_choice if first else "auto")
@@ -153,6 +159,7 @@ class _Agent:
             calls=[{"name": c["name"], "args": c["args"]} for c in fresh],
             by=plan.by,
             repaired=plan.repaired,
+            dropped=plan.dropped,
         )
         check = any(
             options_of(t).verify for t in self.tools if t.name in {c["name"] for c in fresh}
@@ -346,6 +353,7 @@ def build_graph(
     checkpointer: Any = None,
     max_tool_rounds: int = 4,
     min_logprob: float | None = None,
+    min_name_logprob: float | None = None,
     tool_choice: str = "auto",
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """The agent graph over ``slm`` and ``llm``; see the module docstring.
@@ -353,8 +361,9 @@ def build_graph(
     ``tools``: functions, pydantic models or LangChain tools (see ``collab.tools``).
     ``policy``: how each turn is answered (default: the SLM, the LLM on escalation).
     ``checkpointer``: LangGraph persistence (``InMemorySaver``, ``SqliteSaver``), needed
-    for approvals and for threads that span calls. ``min_logprob``: escalate SLM tool
-    calls less confident than this to the LLM. ``tool_choice``: "any" makes the first
+    for approvals and for threads that span calls. ``min_logprob``,
+    ``min_name_logprob``: escalate SLM tool calls less confident than this (on the
+    whole call, on the choice of tool) to the LLM. ``tool_choice``: "any" makes the first
     step of each turn call a tool; "auto" lets the SLM decide.
     """
     agent = _Agent(
@@ -364,6 +373,7 @@ def build_graph(
         policy or Policy(default="slm_only"),
         max_tool_rounds,
         min_logprob,
+        min_name_logprob,
         tool_choice,
     )
     remote = RetryPolicy(max_attempts=3, retry_on=ModelOutputError)

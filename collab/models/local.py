@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import threading
 from abc import abstractmethod
 from collections.abc import Generator, Iterator, Sequence
@@ -91,6 +92,8 @@ class RunStats:
 
 # Most calls a reply with parallel_tool_calls=True may hold.
 MAX_PARALLEL = 8
+# Where the value of a call's "name" starts, in the JSON that a grammar let through.
+NAME_VALUE = re.compile(r'"name"\s*:\s*"')
 PARALLEL_HINT = (
     "To call several functions, or one function several times, put every call in one "
     'JSON list: [{"name": ..., "arguments": ...}, ...].'
@@ -431,10 +434,13 @@ class LocalChatModel(StreamFirstChatModel):
         text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
         stats.finish_reason = "tool_calls"
         if calls.score:
-            self._score_call(prefilled, stats.tokens, stats)
+            offered = names or [t["function"]["name"] for t in tools]
+            self._score_call(prefilled, stats.tokens, text, offered, stats)
         return text
 
-    def _score_call(self, prefilled: list[int], made: list[int], stats: RunStats) -> None:
+    def _score_call(
+        self, prefilled: list[int], made: list[int], text: str, names: list[str], stats: RunStats
+    ) -> None:
         """How likely the free model finds the call it was held to (a confidence signal)."""
         if not made:
             return
@@ -446,7 +452,36 @@ class LocalChatModel(StreamFirstChatModel):
             "mean": float(scores.mean()),
             "min": float(scores.min()),
             "tokens": len(made),
+            "name": self._name_choice(prefilled, text, names),
         }
+
+    def _name_choice(self, prefilled: list[int], text: str, names: list[str]) -> float:
+        """log p(the first call's tool | one of ``names`` is called) under the free model.
+
+        Each offered name is scored where the call wrote its own, and the scores
+        are normalised over the offered names: 0.0 when there is only one, or
+        when the model puts all its weight on the name it called.
+        """
+        found = NAME_VALUE.search(text)
+        if found is None or len(names) < 2:
+            return 0.0
+        chosen = text[found.end() :].split('"', 1)[0]
+        if chosen not in names:
+            return 0.0
+        head = text[: found.end()]
+        tails = [self.tokenize(head + name + '"', special=False) for name in names]
+        shared = 0  # tokens every tail starts with (each keeps at least one to score)
+        while shared < min(map(len, tails)) - 1 and len({t[shared] for t in tails}) == 1:
+            shared += 1
+        totals = []
+        for tail in tails:
+            seq = [*prefilled, *tail]
+            first = len(prefilled) + shared - 1
+            logp = log_softmax(self.logits_unlocked(seq[:-1], first))
+            totals.append(sum(logp[i, t] for i, t in enumerate(seq[first + 1 :])))
+        scores = np.array(totals, dtype=np.float64)
+        normalised = scores - np.logaddexp.reduce(scores)
+        return float(normalised[names.index(chosen)])
 
     def _opens_call(self, prompt: list[int], tools: list[dict[str, Any]], stats: RunStats) -> float:
         """The probability the model gives to opening a tool call after ``prompt``."""

@@ -5,6 +5,8 @@ tool applies). The SLM's calls are decoded under a grammar, so they always parse
 their arguments are then validated with pydantic. A call that does not validate
 is repaired once (the SLM is told what is wrong); a call still invalid, or one
 the SLM was unsure of, is escalated to the LLM. An invalid call is never returned.
+Optional arguments the SLM filled in although the conversation never gave them
+are dropped, so the tool uses its default (see ``collab.tools.grounding``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.messages.tool import ToolCall
 from langchain_core.tools import BaseTool
 
 from collab.errors import CollabError, ConfigurationError
-from collab.models.base import text_content
+from collab.models.base import text_content, to_openai_tools
 from collab.models.local import LocalChatModel
+from collab.tools.grounding import Conversation, drop_ungrounded
 from collab.tools.select import select_tools
 from collab.tools.spec import make_tools, validate_args
 from collab.trace import Trace
@@ -43,6 +46,7 @@ class ToolPlan:
     trace: Trace = field(default_factory=Trace)
     by: str = "slm"  # "slm", or "llm" after an escalation
     repaired: bool = False
+    dropped: list[str] = field(default_factory=list)  # optional arguments nobody gave
     escalation: str | None = None  # why the LLM was asked
     failure: str | None = None  # why no valid call came back, when one was wanted
 
@@ -54,9 +58,11 @@ class ToolPlan:
 class ToolCaller:
     """The SLM calls tools; the LLM steps in when the SLM's call is invalid or unsure.
 
-    ``min_logprob``: escalate a call whose mean token log-probability under the
-    free SLM is below this (None: no confidence check). ``max_tools``: with more
-    tools than this, the most relevant few are offered.
+    Confidence checks (None: none): ``min_logprob`` escalates a call whose mean
+    token log-probability under the free SLM is below it; ``min_name_logprob``
+    one whose choice of tool is less likely than that, normalised over the tools
+    offered (the SLM's most confident wrong calls pick the wrong tool).
+    ``max_tools``: with more tools than this, the most relevant few are offered.
     """
 
     def __init__(
@@ -68,7 +74,9 @@ class ToolCaller:
         max_tools: int = 6,
         parallel: bool = False,
         min_logprob: float | None = None,
+        min_name_logprob: float | None = None,
         repair: bool = True,
+        ground_optional: bool = True,
     ) -> None:
         self.slm, self.llm = slm, llm
         self.tools = make_tools(tools)
@@ -77,7 +85,8 @@ class ToolCaller:
         if max_tools < 1:
             raise ConfigurationError(f"max_tools={max_tools}", hint="offer at least one tool")
         self.max_tools, self.parallel = max_tools, parallel
-        self.min_logprob, self.repair = min_logprob, repair
+        self.min_logprob, self.min_name_logprob = min_logprob, min_name_logprob
+        self.repair, self.ground_optional = repair, ground_optional
 
     def shortlist(self, messages: Sequence[BaseMessage]) -> list[BaseTool]:
         asked = " ".join(text_content(m.content) for m in messages if isinstance(m, HumanMessage))
@@ -87,6 +96,7 @@ class ToolCaller:
         self, messages: Sequence[BaseMessage], *, tool_choice: str | None = "auto"
     ) -> ToolPlan:
         """Calls for ``messages`` (``tool_choice``: "auto" may answer in text, "any" must call)."""
+        messages = convert_to_messages(messages)
         offered = self.shortlist(messages)
         plan = ToolPlan(message=AIMessage(content=""))
         reply, problem = self._ask(self.slm, messages, offered, tool_choice, plan, "tool_caller")
@@ -103,7 +113,7 @@ class ToolCaller:
             plan.repaired = problem is None
         unsure = self._unsure(reply) if problem is None else None
         if problem is None and unsure is None and reply is not None:
-            plan.message = reply
+            plan.message = self._grounded(reply, messages, offered, plan)
             return plan
         plan.escalation = problem or unsure
         if self.llm is None:
@@ -142,7 +152,8 @@ class ToolCaller:
         if isinstance(model, LocalChatModel):
             kwargs = {
                 "parallel_tool_calls": self.parallel,
-                "score_tool_calls": self.min_logprob is not None,
+                "score_tool_calls": self.min_logprob is not None
+                or self.min_name_logprob is not None,
             }
         try:
             reply = model.bind_tools(offered, tool_choice=tool_choice, **kwargs).invoke(
@@ -171,10 +182,35 @@ class ToolCaller:
                 return f"{call['name']}: {problem}"
         return None
 
+    def _grounded(
+        self,
+        reply: AIMessage,
+        messages: Sequence[BaseMessage],
+        offered: list[BaseTool],
+        plan: ToolPlan,
+    ) -> AIMessage:
+        """``reply`` without the optional arguments the conversation never gave."""
+        if not self.ground_optional or not reply.tool_calls:
+            return reply
+        conversation = Conversation.of(messages)
+        schemas = {t.name: to_openai_tools([t])[0]["function"]["parameters"] for t in offered}
+        calls = []
+        for call in reply.tool_calls:
+            kept, dropped = drop_ungrounded(call, schemas[call["name"]], conversation)
+            if dropped and self._problem([kept], offered) is None:
+                plan.dropped += [f"{call['name']}.{d}" for d in dropped]
+                call = kept
+            calls.append(call)
+        return reply.model_copy(update={"tool_calls": calls})
+
     def _unsure(self, reply: AIMessage | None) -> str | None:
-        if reply is None or not reply.tool_calls or self.min_logprob is None:
+        scored = reply.response_metadata.get("tool_call_logprob") if reply else None
+        if reply is None or not reply.tool_calls or not scored:
             return None
-        scored = reply.response_metadata.get("tool_call_logprob")
-        if not scored or scored["mean"] >= self.min_logprob:
-            return None
-        return f"low confidence (mean log-probability {scored['mean']:.2f} < {self.min_logprob})"
+        for key, floor, what in (
+            ("mean", self.min_logprob, "mean log-probability"),
+            ("name", self.min_name_logprob, "log-probability of the tool chosen"),
+        ):
+            if floor is not None and scored[key] < floor:
+                return f"low confidence ({what} {scored[key]:.2f} < {floor})"
+        return None
