@@ -1,16 +1,20 @@
 """Tool-calling accuracy on the Berkeley Function Calling Leaderboard (BFCL), AST-checked.
 
 For each SLM (SmolLM2-135M, Qwen2.5-Coder-0.5B): collab tool calling (grammar-
-constrained, validated, repaired once) against plain prompting (the same tool
-list in the prompt, free decoding, JSON parsed from the reply); the LLM
-(Qwen2.5-Coder-1.5B) through collab alone; and the SLM with LLM fallback, where
-a call is escalated when it is invalid after repair or its confidence (mean token
-log-probability under the free SLM) is in the lowest 30% (threshold fitted on the
-other half of the items, 2-fold). Categories: simple_python, multiple, parallel,
+constrained, validated, repaired once, optional arguments nobody gave dropped)
+against two ways of prompting the same model without a constraint: the same tool
+list in the prompt with free decoding and JSON parsed from the reply ("plain"),
+and the leaderboard's own prompt mode (its system prompt, calls written as
+Python, its own decoder: "BFCL prompt"). The LLM (Qwen2.5-Coder-1.5B) through
+collab alone; and the SLM with LLM fallback, where a call is escalated when it is
+invalid after repair or its confidence is in the lowest 30% (threshold fitted on
+the other half of the items, 2-fold); a second table shows that for each of
+collab's confidence signals. Categories: simple_python, multiple, parallel,
 irrelevance (a correct answer there calls nothing). In simple_python and multiple
 the question asks for one call, so both collab (``parallel=False``) and the plain
 prompt are told one call; parallel and irrelevance allow a list. Results are
-cached per item, so an interrupted run resumes.
+cached per item, so an interrupted run resumes, and a row from an older setup
+is completed where it lacks something.
 
     python bench/bfcl.py [--limit 20] [--categories simple_python,multiple,parallel,irrelevance]
 
@@ -21,6 +25,7 @@ Needs ``pip install --no-deps bfcl-eval`` (its data and AST checker only; see
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -62,15 +67,24 @@ def setup(category: str) -> str:
     return "one call" if category in ONE_CALL else "list"
 
 
+def stand_in(module: str, **names: Any) -> None:
+    """Import ``module`` as a stand-in holding ``names`` (bfcl-eval is installed without deps)."""
+    sys.modules[module] = types.ModuleType(module)
+    for name, value in names.items():
+        setattr(sys.modules[module], name, value)
+
+
 def ast_checker() -> Callable[..., dict[str, Any]]:
     """BFCL's own checker; its one heavy import (every provider SDK) is stood in for."""
 
     class _Config:
         underscore_to_dot = False  # collab keeps dotted names as they are
 
-    stand_in = types.ModuleType("bfcl_eval.constants.model_config")
-    stand_in.MODEL_CONFIG_MAPPING = _AnyKey(_Config())  # type: ignore[attr-defined]
-    sys.modules["bfcl_eval.constants.model_config"] = stand_in
+    stand_in("bfcl_eval.constants.model_config", MODEL_CONFIG_MAPPING=_AnyKey(_Config()))
+    # BFCL's prompt-mode helpers import parsers for Java and JavaScript (tree-sitter),
+    # which Python categories never use.
+    stand_in("bfcl_eval.model_handler.parser.java_parser", parse_java_function_call=None)
+    stand_in("bfcl_eval.model_handler.parser.js_parser", parse_javascript_function_call=None)
     from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker as check
 
     return check  # type: ignore[no-any-return]
@@ -159,23 +173,46 @@ def plain_calls(text: str) -> list[dict[str, Any]] | None:
 @dataclass
 class Outcome:
     calls: list[dict[str, Any]] | None  # None: nothing parsed
-    confidence: float | None = None
     failure: str | None = None
+    scores: dict[str, float] | None = None  # collab's tool_call_logprob (confidence signals)
+    dropped: list[str] | None = None  # optional arguments collab left out as ungrounded
 
 
 def run_collab(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
     tools = [make_tool(t) for t in tools_of(item)]
-    caller = ToolCaller(model, tools, parallel=parallel, min_logprob=float("-inf"))
+    # The LLM's calls are taken as they come, as when a call is escalated to it.
+    grounding = model.model != LLM
+    caller = ToolCaller(
+        model, tools, parallel=parallel, min_logprob=float("-inf"), ground_optional=grounding
+    )
     plan = caller.plan(question_of(item))
     scored = plan.message.response_metadata.get("tool_call_logprob") or {}
     calls = [{"name": c["name"], "args": c["args"]} for c in plan.calls]
-    return Outcome(calls, scored.get("mean"), plan.failure)
+    return Outcome(calls, plan.failure, scored, plan.dropped)
 
 
 def run_plain(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
     system = tool_prompt(to_openai_tools(tools_of(item))) + (PLAIN if parallel else PLAIN_ONE)
     reply = model.invoke([SystemMessage(system), *question_of(item)])
     return Outcome(plain_calls(str(reply.content)))
+
+
+def run_bfcl_prompt(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
+    """The leaderboard's prompt mode: its system prompt, Python calls, its decoder."""
+    from bfcl_eval.model_handler.utils import (
+        default_decode_ast_prompting,
+        system_prompt_pre_processing_chat_model,
+    )
+
+    asked = [m for m in item["question"][0] if m["role"] == "user"]
+    chat = system_prompt_pre_processing_chat_model(asked, item["function"], item["id"])
+    reply = model.invoke([(m["role"], m["content"]) for m in chat])
+    try:
+        decoded = default_decode_ast_prompting(str(reply.content))
+    except Exception:  # the leaderboard counts a reply its decoder rejects as wrong
+        return Outcome(None)
+    calls = [{"name": name, "args": args} for call in decoded for name, args in call.items()]
+    return Outcome(calls)
 
 
 def correct(
@@ -196,27 +233,56 @@ def correct(
     return bool(result["valid"])
 
 
-def measure(models: dict[str, LlamaCppChatModel], category: str, item: dict[str, Any]) -> dict:
-    row: dict[str, Any] = {"id": item["id"], "category": category, "setup": setup(category)}
+RUNS = {"collab": run_collab, "plain": run_plain, "bfcl": run_bfcl_prompt}
+
+
+def wanted_keys(name: str) -> list[str]:
+    return [f"{name}/{run}" for run in (RUNS if name != LLM else ["collab"])]
+
+
+def missing(row: dict[str, Any]) -> list[str]:
+    keys = [k for name in (*SLMS, LLM) for k in wanted_keys(name)]
+    # Rows from before the confidence scores and grounding are measured again for collab.
+    stale = [f"{m}/collab" for m in SLMS if "dropped" not in row.get(f"{m}/collab", {})]
+    return list(dict.fromkeys([k for k in keys if k not in row] + stale))
+
+
+def measure(
+    models: Callable[[str], LlamaCppChatModel],
+    category: str,
+    item: dict[str, Any],
+    row: dict[str, Any],
+) -> dict[str, Any]:
+    """``row`` with what it lacks measured (a cached row keeps what it has)."""
+    row = {**row, "id": item["id"], "category": category, "setup": setup(category)}
     parallel = setup(category) == "list"
-    for name, model in models.items():
+    for key in missing(row):
+        name, run = key.split("/")
         start = time.perf_counter()
-        row[f"{name}/collab"] = run_collab(model, item, parallel).__dict__
-        if name != LLM:
-            row[f"{name}/plain"] = run_plain(model, item, parallel).__dict__
-        row[f"{name}/seconds"] = round(time.perf_counter() - start, 2)
+        row[key] = RUNS[run](models(name), item, parallel).__dict__
+        row[f"{key}/seconds"] = round(time.perf_counter() - start, 2)
     return row
 
 
+SIGNALS = ("mean", "min", "name", "mean+name")  # collab's confidence scores, alone or summed
+SIGNAL = "mean"  # the one that decides the escalations in the main table
+FALLBACK_RULE = (
+    f"invalid calls, and the {LLM_SHARE:.0%} with the lowest {SIGNAL} log-probability "
+    "(threshold fitted on the other half of the items, 2-fold), go to the LLM."
+)
+
+
+def confidence(outcome: dict[str, Any], signal: str) -> float:
+    scores = outcome["scores"] or {}
+    return sum(scores.get(key, 0.0) for key in signal.split("+"))
+
+
 def fallback(
-    rows: list[dict[str, Any]], slm: str, ok: dict[str, list[bool]]
+    rows: list[dict[str, Any]], slm: str, ok: dict[str, list[bool]], signal: str = SIGNAL
 ) -> tuple[float, float]:
     """Accuracy and LLM share with escalation of the least confident ``LLM_SHARE`` (2-fold)."""
     n = len(rows)
-    conf = np.array(
-        [r[f"{slm}/collab"]["confidence"] if r[f"{slm}/collab"]["confidence"] is not None else 0.0
-         for r in rows]
-    )  # fmt: skip
+    conf = np.array([confidence(r[f"{slm}/collab"], signal) for r in rows])
     failed = np.array([r[f"{slm}/collab"]["failure"] is not None for r in rows])
     halves = [np.arange(n) % 2 == 0, np.arange(n) % 2 == 1]
     escalate = failed.copy()
@@ -231,41 +297,49 @@ def fallback(
 def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     check = ast_checker()
     items = {(c, i["id"]): i for c in categories for i in load(c, 10**6)}
-    table = Table(title=f"BFCL (AST-checked), {len(rows)} items")
-    table.add_column("category")
-    table.add_column("n", justify="right")
-    for slm in SLMS:
-        for column in ("plain", "parse", "collab", "+LLM fallback (share)"):
-            table.add_column(f"{slm.split('-')[0]} {column}", justify="right")
-    table.add_column(f"{LLM} (LLM only)", justify="right")
+    table = Table(title=f"BFCL (AST-checked), {len(rows)} items; accuracy (share parsed)")
+    for column in ("category", "SLM", "n"):
+        table.add_column(column, justify="right" if column == "n" else "left")
+    for column in ("plain", "BFCL prompt", "collab", "+LLM fallback (LLM share)", "LLM only"):
+        table.add_column(column, justify="right")
+    signals = Table(
+        title="+LLM fallback by the confidence signal that escalates: accuracy (LLM share)"
+    )
+    for column in ("category", "SLM", *SIGNALS):
+        signals.add_column(column, justify="left" if column in ("category", "SLM") else "right")
     for category in categories:
         mine = [r for r in rows if r["category"] == category]
         if not mine:
             continue
-        ok: dict[str, list[bool]] = {}
-        for key in [f"{m}/{k}" for m in SLMS for k in ("collab", "plain")] + [f"{LLM}/collab"]:
-            ok[key] = [
-                correct(check, category, items[category, r["id"]], r[key]["calls"]) for r in mine
-            ]
-        cells = [category, str(len(mine))]
+        ok = {
+            key: [correct(check, category, items[category, r["id"]], r[key]["calls"]) for r in mine]
+            for key in {k for m in (*SLMS, LLM) for k in wanted_keys(m)}
+        }
+        llm_only = f"{np.mean(ok[f'{LLM}/collab']):.0%}"
         for slm in SLMS:
-            parsed = np.mean([r[f"{slm}/plain"]["calls"] is not None for r in mine])
+            cells = [category, slm, str(len(mine))]
+            for run in ("plain", "bfcl"):
+                parsed = np.mean([r[f"{slm}/{run}"]["calls"] is not None for r in mine])
+                cells.append(f"{np.mean(ok[f'{slm}/{run}']):.0%} ({parsed:.0%})")
             acc, share = fallback(mine, slm, ok)
-            cells += [
-                f"{np.mean(ok[f'{slm}/plain']):.0%}",
-                f"{parsed:.0%}",
-                f"{np.mean(ok[f'{slm}/collab']):.0%}",
-                f"{acc:.0%} ({share:.0%})",
-            ]
-        cells.append(f"{np.mean(ok[f'{LLM}/collab']):.0%}")
-        table.add_row(*cells)
+            cells += [f"{np.mean(ok[f'{slm}/collab']):.0%} (100%)", f"{acc:.0%} ({share:.0%})"]
+            table.add_row(*cells, llm_only)
+            by_signal = [fallback(mine, slm, ok, signal) for signal in SIGNALS]
+            signals.add_row(category, slm, *[f"{a:.0%} ({s:.0%})" for a, s in by_signal])
+        table.add_section()
     console.print(table)
     console.print(
-        "plain: the tool list in the prompt, free decoding; parse: share of plain replies with "
-        "a JSON call in them (collab's calls are decoded under a grammar and always parse). "
-        "+LLM fallback: invalid calls and the least confident 30% go to the LLM. "
-        f"{' and '.join(ONE_CALL)} ask for one call (collab parallel=False, plain told one "
-        "call); the others allow a list."
+        "plain: the tool list in the prompt, free decoding, a JSON call parsed from the reply; "
+        "BFCL prompt: the leaderboard's prompt mode (its system prompt, Python calls, its "
+        "decoder); collab: decoded under a grammar, so every call parses. +LLM fallback: "
+        f"{FALLBACK_RULE} LLM only: {LLM} through collab. {' and '.join(ONE_CALL)} ask for one "
+        "call (collab parallel=False, plain told one call); the others allow a list."
+    )
+    console.print(signals)
+    console.print(
+        "mean: mean token log-probability of the call under the free SLM; min: its least "
+        "likely token; name: log-probability of the tool chosen among those offered; "
+        "mean+name: their sum."
     )
 
 
@@ -291,20 +365,26 @@ def main() -> None:
             for r in rows
             if r.get("setup", "list") == setup(r["category"])  # cached under today's setup
         }
-    todo = [(c, i) for c in categories for i in load(c, args.limit) if (c, i["id"]) not in done]
+    todo = [
+        (c, i)
+        for c in categories
+        for i in load(c, args.limit)
+        if missing(done.get((c, i["id"]), {}))
+    ]
     if todo and not args.report:
-        models = {
-            name: LlamaCppChatModel(model=name, temperature=0.0, max_tokens=192, n_ctx=4096)
-            for name in (*SLMS, LLM)
-        }
-        with CACHE.open("a") as out:
+
+        @functools.cache
+        def models(name: str) -> LlamaCppChatModel:
+            return LlamaCppChatModel(model=name, temperature=0.0, max_tokens=192, n_ctx=4096)
+
+        with CACHE.open("a") as out:  # the last row of an item is the one that counts
             for category, item in track(todo, description="BFCL", console=console):
-                row = measure(models, category, item)
+                row = measure(models, category, item, done.get((category, item["id"]), {}))
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 done[category, item["id"]] = row
-    wanted = {(c, i["id"]) for c in categories for i in load(c, args.limit)}
-    report([r for k, r in done.items() if k in wanted], categories)
+    wanted = [(c, i["id"]) for c in categories for i in load(c, args.limit)]
+    report([done[k] for k in wanted if k in done], categories)  # in the order of the data
 
 
 if __name__ == "__main__":
