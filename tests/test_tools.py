@@ -10,6 +10,7 @@ from typing import Annotated
 
 import pytest
 from langchain_core.messages import HumanMessage
+from langchain_core.tools import BaseTool
 from pydantic import AfterValidator, BaseModel
 
 from collab.errors import ConfigurationError
@@ -196,13 +197,39 @@ def test_slm_call_parses_validates_and_is_scored(
     assert validate_args(caller.tools[0], plan.calls[0]["args"]) is None
     scored = plan.message.response_metadata["tool_call_logprob"]
     assert scored["mean"] <= 0 and scored["tokens"] > 3
-    # The choice of tool is scored against the other tool offered: "add" is the likelier.
+    # The choice of tool is scored against the other tool offered: "add" is the likelier,
+    # and a greedy call goes to the tool that is likeliest as a whole name.
     assert math.log(0.5) < scored["name"] <= 0
+    assert max(scored["names"], key=scored["names"].get) == "add"
+    assert scored["names"]["add"] == scored["name"]
     # A floor above that choice sends the call to the LLM, with the reason.
     floor = scored["name"] + 0.01
     strict = ToolCaller(slm, [add, shout], llm=remote, min_name_logprob=floor)
     plan = strict.plan(asked, tool_choice="any")  # type: ignore[arg-type]
     assert plan.by == "llm" and "tool chosen" in (plan.escalation or "")
+
+
+def test_a_greedy_call_goes_to_the_likeliest_whole_tool_name(slm: LlamaCppChatModel) -> None:
+    """Token by token SmolLM2 starts "search_mo..." here, though "search_music" is likelier."""
+
+    def search(kind: str, what: str) -> BaseTool:
+        def find(query: str) -> str:
+            return query
+
+        find.__doc__ = f"Search {what} by title."
+        return make_tool(find, name=f"search_{kind}")
+
+    tools = [search("books", "books"), search("movies", "movies"), search("music", "songs")]
+    caller = ToolCaller(slm, tools, min_logprob=float("-inf"))
+    asked = [("user", "What music was popular in France in the 18th century?")]
+    plan = caller.plan(asked, tool_choice="any")  # type: ignore[arg-type]
+    scored = plan.message.response_metadata["tool_call_logprob"]
+    assert [c["name"] for c in plan.calls] == ["search_music"]
+    assert max(scored["names"], key=scored["names"].get) == "search_music"
+    assert plan.message.response_metadata["tool_rechosen"] == {
+        "from": "search_movies",
+        "to": "search_music",
+    }
 
 
 def test_invalid_calls_are_repaired_or_escalated_never_returned(

@@ -416,14 +416,20 @@ class LocalChatModel(StreamFirstChatModel):
         With ``calls.parallel`` it is a JSON array of one or more calls. With
         ``calls.score``, how likely the unconstrained model finds the call it
         was held to goes into ``stats.metadata`` (a confidence signal).
+
+        Greedy decoding picks a tool token by token, which can favour a name
+        whose first piece is likely over one that is likelier as a whole
+        ("get_culture" over "get_monarchs"). A single greedy call therefore
+        has its tool chosen over whole names, and is written again for the
+        likeliest tool when it picked another.
         """
-        one = tool_call_schema(tools, names or [t["function"]["name"] for t in tools])
+        offered = names or [t["function"]["name"] for t in tools]
         opening = self._call_opening(tools)
         # A call cut short is no call: give it room to close its (bounded) JSON.
         budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
-        schema = one
+        schema = tool_call_schema(tools, offered)
         if calls.parallel:
-            schema = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL}
+            schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": MAX_PARALLEL}
             budget *= 2
             # Templates with native tools teach one tagged call per block, and small
             # models end their turn after the first; a fenced JSON list (what the
@@ -433,13 +439,25 @@ class LocalChatModel(StreamFirstChatModel):
         no_stop = Sampling(**{**sampling.__dict__, "stop": [], "max_tokens": budget})
         text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
         stats.finish_reason = "tool_calls"
+        choice = self._name_logprobs(prefilled, text, offered)
+        if choice and not calls.parallel and sampling.temperature == 0:
+            chosen, logprobs = choice
+            best = max(logprobs, key=logprobs.__getitem__)
+            if best != chosen:
+                schema = tool_call_schema(tools, [best])
+                text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
+                choice = best, logprobs
+                stats.metadata["tool_rechosen"] = {"from": chosen, "to": best}
         if calls.score:
-            offered = names or [t["function"]["name"] for t in tools]
-            self._score_call(prefilled, stats.tokens, text, offered, stats)
+            self._score_call(prefilled, stats.tokens, choice, stats)
         return text
 
     def _score_call(
-        self, prefilled: list[int], made: list[int], text: str, names: list[str], stats: RunStats
+        self,
+        prefilled: list[int],
+        made: list[int],
+        choice: tuple[str, dict[str, float]] | None,
+        stats: RunStats,
     ) -> None:
         """How likely the free model finds the call it was held to (a confidence signal)."""
         if not made:
@@ -452,22 +470,25 @@ class LocalChatModel(StreamFirstChatModel):
             "mean": float(scores.mean()),
             "min": float(scores.min()),
             "tokens": len(made),
-            "name": self._name_choice(prefilled, text, names),
+            # the tool called, and every tool offered, as log p among the tools offered
+            "name": choice[1][choice[0]] if choice else 0.0,
+            "names": choice[1] if choice else {},
         }
 
-    def _name_choice(self, prefilled: list[int], text: str, names: list[str]) -> float:
-        """log p(the first call's tool | one of ``names`` is called) under the free model.
+    def _name_logprobs(
+        self, prefilled: list[int], text: str, names: list[str]
+    ) -> tuple[str, dict[str, float]] | None:
+        """The tool the (first) call in ``text`` chose, and log p of each of ``names``.
 
-        Each offered name is scored where the call wrote its own, and the scores
-        are normalised over the offered names: 0.0 when there is only one, or
-        when the model puts all its weight on the name it called.
+        Each name is scored by the free model where the call wrote its own, and
+        the scores are normalised over ``names``. None with fewer than two names.
         """
         found = NAME_VALUE.search(text)
         if found is None or len(names) < 2:
-            return 0.0
+            return None
         chosen = text[found.end() :].split('"', 1)[0]
         if chosen not in names:
-            return 0.0
+            return None
         head = text[: found.end()]
         tails = [self.tokenize(head + name + '"', special=False) for name in names]
         shared = 0  # tokens every tail starts with (each keeps at least one to score)
@@ -481,7 +502,7 @@ class LocalChatModel(StreamFirstChatModel):
             totals.append(sum(logp[i, t] for i, t in enumerate(seq[first + 1 :])))
         scores = np.array(totals, dtype=np.float64)
         normalised = scores - np.logaddexp.reduce(scores)
-        return float(normalised[names.index(chosen)])
+        return chosen, {name: float(v) for name, v in zip(names, normalised, strict=True)}
 
     def _opens_call(self, prompt: list[int], tools: list[dict[str, Any]], stats: RunStats) -> float:
         """The probability the model gives to opening a tool call after ``prompt``."""
