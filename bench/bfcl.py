@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import sys
 import time
@@ -42,6 +43,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+import collab
 from collab.models.base import to_openai_tools, tool_prompt
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.tools import ToolCaller, make_tool
@@ -233,6 +235,10 @@ def correct(
     return bool(result["valid"])
 
 
+# collab's code as it is now: rows measured under other code can be measured anew (--again).
+SOURCE = hashlib.sha256(
+    b"".join(p.read_bytes() for p in sorted(Path(collab.__file__).parent.rglob("*.py")))
+).hexdigest()[:12]
 RUNS = {"collab": run_collab, "plain": run_plain, "bfcl": run_bfcl_prompt}
 
 
@@ -240,11 +246,13 @@ def wanted_keys(name: str) -> list[str]:
     return [f"{name}/{run}" for run in (RUNS if name != LLM else ["collab"])]
 
 
-def missing(row: dict[str, Any]) -> list[str]:
+def missing(row: dict[str, Any], again: frozenset[str] = frozenset()) -> list[str]:
+    """What ``row`` lacks, and the runs in ``again`` (measured anew after a change)."""
     keys = [k for name in (*SLMS, LLM) for k in wanted_keys(name)]
     # Rows from before the confidence scores and grounding are measured again for collab.
     stale = [f"{m}/collab" for m in SLMS if "dropped" not in row.get(f"{m}/collab", {})]
-    return list(dict.fromkeys([k for k in keys if k not in row] + stale))
+    redo = [k for k in keys if k.split("/")[1] in again and row.get(f"{k}/source") != SOURCE]
+    return list(dict.fromkeys([k for k in keys if k not in row] + stale + redo))
 
 
 def measure(
@@ -252,15 +260,17 @@ def measure(
     category: str,
     item: dict[str, Any],
     row: dict[str, Any],
+    again: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """``row`` with what it lacks measured (a cached row keeps what it has)."""
     row = {**row, "id": item["id"], "category": category, "setup": setup(category)}
     parallel = setup(category) == "list"
-    for key in missing(row):
+    for key in missing(row, again):
         name, run = key.split("/")
         start = time.perf_counter()
         row[key] = RUNS[run](models(name), item, parallel).__dict__
         row[f"{key}/seconds"] = round(time.perf_counter() - start, 2)
+        row[f"{key}/source"] = SOURCE  # so that a resumed run with --again does not redo it
     return row
 
 
@@ -349,8 +359,17 @@ def main() -> None:
     parser.add_argument("--categories", default=",".join(CATEGORIES))
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
     parser.add_argument("--report", action="store_true", help="only report what is cached")
+    parser.add_argument(
+        "--again",
+        default="",
+        help="runs (collab, plain, bfcl) to measure anew where collab's code has changed "
+        "since the cached row was measured",
+    )
     args = parser.parse_args()
     categories = args.categories.split(",")
+    again = frozenset(filter(None, args.again.split(",")))
+    if again - set(RUNS):
+        parser.error(f"--again takes runs from {sorted(RUNS)}")
     unknown = set(categories) - set(CATEGORIES)
     if unknown:
         parser.error(f"unknown categories {sorted(unknown)}; choose from {CATEGORIES}")
@@ -369,7 +388,7 @@ def main() -> None:
         (c, i)
         for c in categories
         for i in load(c, args.limit)
-        if missing(done.get((c, i["id"]), {}))
+        if missing(done.get((c, i["id"]), {}), again)
     ]
     if todo and not args.report:
 
@@ -379,7 +398,8 @@ def main() -> None:
 
         with CACHE.open("a") as out:  # the last row of an item is the one that counts
             for category, item in track(todo, description="BFCL", console=console):
-                row = measure(models, category, item, done.get((category, item["id"]), {}))
+                cached = done.get((category, item["id"]), {})
+                row = measure(models, category, item, cached, again)
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 done[category, item["id"]] = row
