@@ -439,8 +439,11 @@ class LocalChatModel(StreamFirstChatModel):
         no_stop = Sampling(**{**sampling.__dict__, "stop": [], "max_tokens": budget})
         text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
         stats.finish_reason = "tool_calls"
-        choice = self._name_logprobs(prefilled, text, offered)
-        if choice and not calls.parallel and sampling.temperature == 0:
+        greedy_one = not calls.parallel and sampling.temperature == 0
+        choice = (
+            self._name_logprobs(prefilled, text, offered) if greedy_one or calls.score else None
+        )
+        if choice and greedy_one:
             chosen, logprobs = choice
             best = max(logprobs, key=logprobs.__getitem__)
             if best != chosen:
@@ -462,10 +465,10 @@ class LocalChatModel(StreamFirstChatModel):
         """How likely the free model finds the call it was held to (a confidence signal)."""
         if not made:
             return
-        logp = log_softmax(self.logits_unlocked([*prefilled, *made[:-1]], len(prefilled) - 1))
         # The first token only says "a call starts" (tool_call_probability says
         # how likely that was); the rest says how sure the model is of the call.
-        scores = np.array([logp[i, t] for i, t in enumerate(made)][1:] or [0.0])
+        scores = self._continuation_logprobs_unlocked(prefilled, made)[1:]
+        scores = scores if scores.size else np.zeros(1)
         stats.metadata["tool_call_logprob"] = {
             "mean": float(scores.mean()),
             "min": float(scores.min()),
@@ -494,21 +497,20 @@ class LocalChatModel(StreamFirstChatModel):
         shared = 0  # tokens every tail starts with (each keeps at least one to score)
         while shared < min(map(len, tails)) - 1 and len({t[shared] for t in tails}) == 1:
             shared += 1
-        totals = []
-        for tail in tails:
-            seq = [*prefilled, *tail]
-            first = len(prefilled) + shared - 1
-            logp = log_softmax(self.logits_unlocked(seq[:-1], first))
-            totals.append(sum(logp[i, t] for i, t in enumerate(seq[first + 1 :])))
-        scores = np.array(totals, dtype=np.float64)
+        scores = np.array(
+            [
+                self._continuation_logprobs_unlocked([*prefilled, *t[:shared]], t[shared:]).sum()
+                for t in tails
+            ],
+            dtype=np.float64,
+        )
         normalised = scores - np.logaddexp.reduce(scores)
         return chosen, {name: float(v) for name, v in zip(names, normalised, strict=True)}
 
     def _opens_call(self, prompt: list[int], tools: list[dict[str, Any]], stats: RunStats) -> float:
         """The probability the model gives to opening a tool call after ``prompt``."""
         opening = self.tokenize(self._call_opening(tools) + CALL_START)
-        logp = log_softmax(self.logits_unlocked([*prompt, *opening[:-1]], len(prompt) - 1))
-        probability = float(np.exp(sum(logp[i, t] for i, t in enumerate(opening))))
+        probability = float(np.exp(self._continuation_logprobs_unlocked(prompt, opening).sum()))
         stats.metadata["tool_call_probability"] = probability
         return probability
 
@@ -526,9 +528,16 @@ class LocalChatModel(StreamFirstChatModel):
             raise ValueError("continuation_logprobs needs at least one prompt token")
         if not continuation:
             return []
+        with self._lock():
+            return [float(x) for x in self._continuation_logprobs_unlocked(prompt, continuation)]
+
+    def _continuation_logprobs_unlocked(
+        self, prompt: Sequence[int], continuation: Sequence[int]
+    ) -> npt.NDArray[np.float64]:
+        """``continuation_logprobs`` as an array; the caller holds the model's lock."""
         full = [*prompt, *continuation]
-        logp = log_softmax(self.logits(full[:-1], len(prompt) - 1))
-        return [float(logp[i, t]) for i, t in enumerate(continuation)]
+        logp = log_softmax(self.logits_unlocked(full[:-1], len(prompt) - 1))
+        return logp[np.arange(len(continuation)), list(continuation)].astype(np.float64)
 
     def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
         logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]

@@ -193,10 +193,11 @@ class ToolCaller:
         if not self.ground_optional or not reply.tool_calls:
             return reply
         conversation = Conversation.of(messages)
-        schemas = {t.name: to_openai_tools([t])[0]["function"]["parameters"] for t in offered}
+        by_name = {t.name: t for t in offered}
         calls = []
         for call in reply.tool_calls:
-            kept, dropped = drop_ungrounded(call, schemas[call["name"]], conversation)
+            schema = to_openai_tools([by_name[call["name"]]])[0]["function"].get("parameters", {})
+            kept, dropped = drop_ungrounded(call, schema, conversation)
             if dropped and self._problem([kept], offered) is None:
                 plan.dropped += [f"{call['name']}.{d}" for d in dropped]
                 call = kept
