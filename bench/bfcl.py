@@ -249,10 +249,8 @@ def wanted_keys(name: str) -> list[str]:
 def missing(row: dict[str, Any], again: frozenset[str] = frozenset()) -> list[str]:
     """What ``row`` lacks, and the runs in ``again`` (measured anew after a change)."""
     keys = [k for name in (*SLMS, LLM) for k in wanted_keys(name)]
-    # Rows from before the confidence scores and grounding are measured again for collab.
-    stale = [f"{m}/collab" for m in SLMS if "dropped" not in row.get(f"{m}/collab", {})]
-    redo = [k for k in keys if k.split("/")[1] in again and row.get(f"{k}/source") != SOURCE]
-    return list(dict.fromkeys([k for k in keys if k not in row] + stale + redo))
+    redo = {k for k in keys if k.split("/")[1] in again and row.get(f"{k}/source") != SOURCE}
+    return [k for k in keys if k not in row or k in redo]
 
 
 def measure(
