@@ -26,7 +26,8 @@ from langchain_core.messages.tool import ToolCall
 from collab.models.base import text_content
 
 _WORD = re.compile(r"[^\W_]+")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# "1,000,000.5" is one number (commas group thousands); "46.6,1.88" is two.
+_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 _STOP = frozenset(["the", "and", "for", "with", "from", "into", "that", "this", "are", "was"])
 _NUMBER_WORDS = [  # a number written as a word is found at its index
     *["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"],
