@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import socket
 import time
 from typing import Annotated
 
+import numpy as np
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, convert_to_messages
 from langchain_core.tools import BaseTool
 from pydantic import AfterValidator, BaseModel
 
 from collab.errors import ConfigurationError
+from collab.models.base import to_openai_tools
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.tools import (
@@ -202,6 +205,15 @@ def test_slm_call_parses_validates_and_is_scored(
     assert validate_args(caller.tools[0], plan.calls[0]["args"]) is None
     scored = plan.message.response_metadata["tool_call_logprob"]
     assert scored["mean"] <= 0 and scored["tokens"] > 3
+    # It scores the call's text as the tokenizer writes it, whatever tokens the grammar
+    # took to it: the mean log-probability of those tokens after the prompt.
+    offered = to_openai_tools([add, shout])
+    rendered = slm.render(convert_to_messages(asked), offered) + slm._call_opening(offered)
+    prompt = slm._encode(rendered)
+    assert json.loads(scored["text"]) == {"name": "add", "arguments": plan.calls[0]["args"]}
+    tokens = slm.tokenize(scored["text"], special=False)
+    assert scored["tokens"] == len(tokens)
+    assert scored["mean"] == pytest.approx(np.mean(slm.continuation_logprobs(prompt, tokens)[1:]))
     # The choice of tool is scored against the other tool offered: "add" is the likelier,
     # and a greedy call goes to the tool that is likeliest as a whole name.
     assert math.log(0.5) < scored["name"] <= 0

@@ -452,17 +452,24 @@ class LocalChatModel(StreamFirstChatModel):
                 choice = best, logprobs
                 stats.metadata["tool_rechosen"] = {"from": chosen, "to": best}
         if calls.score:
-            self._score_call(prefilled, stats.tokens, choice, stats)
+            self._score_call(prefilled, text, choice, stats)
         return text
 
     def _score_call(
         self,
         prefilled: list[int],
-        made: list[int],
+        text: str,
         choice: tuple[str, dict[str, float]] | None,
         stats: RunStats,
     ) -> None:
-        """How likely the free model finds the call it was held to (a confidence signal)."""
+        """How likely the free model finds the call it was held to (a confidence signal).
+
+        The call's text is scored as the model's tokenizer writes it. The grammar
+        may have reached it through other tokens (``"}`` then ``}`` for ``"}}``),
+        which the free model finds unlikely for reasons that have nothing to do
+        with the call.
+        """
+        made = self.tokenize(text, special=False)
         if not made:
             return
         # The first token only says "a call starts" (tool_call_probability says
@@ -473,6 +480,7 @@ class LocalChatModel(StreamFirstChatModel):
             "mean": float(scores.mean()),
             "min": float(scores.min()),
             "tokens": len(made),
+            "text": text,  # what was scored: the call's JSON as the model wrote it
             # the tool called, and every tool offered, as log p among the tools offered
             "name": choice[1][choice[0]] if choice else 0.0,
             "names": choice[1] if choice else {},
