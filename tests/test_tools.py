@@ -187,6 +187,11 @@ def test_optional_arguments_nobody_gave_are_dropped() -> None:
     kept, dropped = drop_ungrounded(made, schema, said)
     assert kept["args"] == {"kind": "x", "cities": ["New York City"], "gift": True}
     assert dropped == ["cities=['Boston']", "years=[1, 2]"]
+    # A value of short words only is checked on those words.
+    made = call("find", kind="x", amenities=["Wi-Fi", "NY"], state="ny")
+    kept, dropped = drop_ungrounded(made, schema, Conversation.of([HumanMessage("In NY.")]))
+    assert kept["args"] == {"kind": "x", "amenities": ["NY"], "state": "ny"}
+    assert dropped == ["amenities=['Wi-Fi']"]
     # Numbers are read as written: thousands grouped by commas, coordinates as two numbers.
     said = Conversation.of([HumanMessage("Near 46.603354,1.8883340, for 1,250,000.5 euros.")])
     made = call("find", kind="x", lat=46.603354, lon=1.888334, price=1250000.5, zoom=603354)

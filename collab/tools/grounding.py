@@ -9,7 +9,7 @@ not mention are dropped and the rest kept. Required arguments, booleans and
 objects are never touched.
 
 A string is grounded when one of its words (three characters or more, not a
-stop word) appears in the conversation; a number when the conversation writes
+stop word; any word when all are shorter, as in "Wi-Fi") appears in the conversation; a number when the conversation writes
 it, in digits or as a word up to twenty, or as a percentage of it.
 """
 
@@ -59,10 +59,12 @@ class Conversation:
                 abs(abs(value) * scale - n) < 1e-9 for n in self.numbers for scale in (1, 100)
             )
         if isinstance(value, str):
-            words = {w for w in _WORD.findall(value.lower()) if len(w) >= 3 and w not in _STOP}
+            words = set(_WORD.findall(value.lower())) - _STOP
+            # Short words ("of", "la") say little, unless they are all there is ("Wi-Fi").
+            words = {w for w in words if len(w) >= 3} or words
             numbers = [float(n.replace(",", "")) for n in _NUMBER.findall(value)]
             if not words and not numbers:
-                return True  # nothing to check ("", "a", punctuation)
+                return True  # nothing to check ("", punctuation)
             return bool(words & self.words) or any(self.mentions(n) for n in numbers)
         return True  # objects and null are the model's structure, not a value to look up
 
