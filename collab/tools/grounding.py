@@ -9,8 +9,9 @@ not mention are dropped and the rest kept. Required arguments, booleans and
 objects are never touched.
 
 A string is grounded when one of its words (three characters or more, not a
-stop word; any word when all are shorter, as in "Wi-Fi") appears in the conversation; a number when the conversation writes
-it, in digits or as a word up to twenty, or as a percentage of it.
+stop word; any word when all are shorter, as in "Wi-Fi") appears in the
+conversation; a number when the conversation writes it, in digits or as a word
+up to twenty, or as a percentage of it.
 """
 
 from __future__ import annotations
