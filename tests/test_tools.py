@@ -28,7 +28,7 @@ from collab.tools import (
     select_tools,
     validate_args,
 )
-from collab.tools.grounding import Conversation, drop_ungrounded
+from collab.tools.grounding import Conversation, drop_ungrounded, placeholder
 
 
 def add(a: int, b: int) -> int:
@@ -195,8 +195,18 @@ def test_optional_arguments_nobody_gave_are_dropped() -> None:
     # Numbers are read as written: thousands grouped by commas, coordinates as two numbers.
     said = Conversation.of([HumanMessage("Near 46.603354,1.8883340, for 1,250,000.5 euros.")])
     made = call("find", kind="x", lat=46.603354, lon=1.888334, price=1250000.5, zoom=603354)
-    kept, dropped = drop_ungrounded(made, schema, said)
-    assert dropped == ["zoom=603354"]
+    assert drop_ungrounded(made, schema, said)[1] == ["zoom=603354"]
+
+
+def test_a_value_that_only_stands_for_one_is_refused() -> None:
+    said = Conversation.of([HumanMessage("Find an acoustic instrument, and give it a string.")])
+    schema = {"properties": {"kind": {"type": "string", "enum": ["wood", "integer"]}}}
+    # The type's name or the parameter's, copied from the schema instead of the user's words:
+    for args in ({"type": "integer"}, {"maker": "Maker"}, {"size": " Number "}):
+        assert placeholder(call("find", **args), schema, said) is not None, args
+    # ... unless the enum allows it or the user said it; other values are not judged here.
+    for args in ({"kind": "integer"}, {"type": "string"}, {"type": "acoustic"}, {"n": 3}):
+        assert placeholder(call("find", **args), schema, said) is None, args
 
 
 def test_slm_call_parses_validates_and_is_scored(

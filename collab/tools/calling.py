@@ -6,12 +6,14 @@ their arguments are then validated with pydantic. A call that does not validate
 is repaired once (the SLM is told what is wrong); a call still invalid, or one
 the SLM was unsure of, is escalated to the LLM. An invalid call is never returned.
 Optional arguments the SLM filled in although the conversation never gave them
-are dropped, so the tool uses its default (see ``collab.tools.grounding``).
+are dropped, so the tool uses its default; an argument that only stands for a
+value (``type="string"``) makes the call invalid (see ``collab.tools.grounding``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from langchain_core.tools import BaseTool
 from collab.errors import CollabError, ConfigurationError
 from collab.models.base import text_content, to_openai_tools
 from collab.models.local import LocalChatModel
-from collab.tools.grounding import Conversation, drop_ungrounded
+from collab.tools.grounding import Conversation, drop_ungrounded, placeholder
 from collab.tools.select import select_tools
 from collab.tools.spec import make_tools, validate_args
 from collab.trace import Trace
@@ -98,10 +100,12 @@ class ToolCaller:
         """Calls for ``messages`` (``tool_choice``: "auto" may answer in text, "any" must call)."""
         messages = convert_to_messages(messages)
         offered = self.shortlist(messages)
+        said = Conversation.of(messages)  # what the user gave, before any repair prompt
         plan = ToolPlan(message=AIMessage(content=""))
-        reply, problem = self._ask(self.slm, messages, offered, tool_choice, plan, "tool_caller")
+        ask = functools.partial(self._ask, offered=offered, said=said, plan=plan)
+        reply, problem = ask(self.slm, messages, tool_choice=tool_choice, role="tool_caller")
         if problem and self.repair and reply is not None and reply.tool_calls:
-            bad = next(c for c in reply.tool_calls if self._problem([c], offered))
+            bad = next(c for c in reply.tool_calls if self._problem([c], offered, said))
             fix = REPAIR.format(
                 call=json.dumps({"name": bad["name"], "arguments": bad["args"]}),
                 problem=problem,
@@ -109,11 +113,11 @@ class ToolCaller:
             )
             retry = [*messages, HumanMessage(fix)]
             named = bad["name"] if any(t.name == bad["name"] for t in offered) else "any"
-            reply, problem = self._ask(self.slm, retry, offered, named, plan, "repair")
+            reply, problem = ask(self.slm, retry, tool_choice=named, role="repair")
             plan.repaired = problem is None
         unsure = self._unsure(reply) if problem is None else None
         if problem is None and unsure is None and reply is not None:
-            plan.message = self._grounded(reply, messages, offered, plan)
+            plan.message = self._grounded(reply, said, offered, plan)
             return plan
         plan.escalation = problem or unsure
         if self.llm is None:
@@ -122,7 +126,7 @@ class ToolCaller:
             return plan
         plan.trace.escalations.append(f"tool call: {plan.escalation}")
         plan.by = "llm"
-        reply, problem = self._ask(self.llm, messages, offered, tool_choice, plan, "escalation")
+        reply, problem = ask(self.llm, messages, tool_choice=tool_choice, role="escalation")
         if problem is None and reply is not None:
             plan.message = reply
         else:
@@ -142,7 +146,9 @@ class ToolCaller:
         self,
         model: BaseChatModel,
         messages: Sequence[BaseMessage],
+        *,
         offered: list[BaseTool],
+        said: Conversation,
         tool_choice: str | None,
         plan: ToolPlan,
         role: str,
@@ -169,36 +175,32 @@ class ToolCaller:
         # A call repeated verbatim is meant once (small models loop in a list of calls).
         unique = {call_key(c): c for c in reply.tool_calls}
         reply.tool_calls = list(unique.values())[: None if self.parallel else 1]
-        return reply, self._problem(reply.tool_calls, offered)
+        return reply, self._problem(reply.tool_calls, offered, said)
 
-    def _problem(self, calls: Sequence[Any], offered: list[BaseTool]) -> str | None:
+    def _problem(
+        self, calls: Sequence[Any], offered: list[BaseTool], said: Conversation
+    ) -> str | None:
         by_name = {t.name: t for t in offered}
         for call in calls:
             tool = by_name.get(call["name"])
             if tool is None:
                 return f"{call['name']!r} is not one of the tools ({', '.join(by_name)})"
-            problem = validate_args(tool, call["args"])
+            problem = validate_args(tool, call["args"]) or placeholder(call, parameters(tool), said)
             if problem:
                 return f"{call['name']}: {problem}"
         return None
 
     def _grounded(
-        self,
-        reply: AIMessage,
-        messages: Sequence[BaseMessage],
-        offered: list[BaseTool],
-        plan: ToolPlan,
+        self, reply: AIMessage, said: Conversation, offered: list[BaseTool], plan: ToolPlan
     ) -> AIMessage:
         """``reply`` without the optional arguments the conversation never gave."""
         if not self.ground_optional or not reply.tool_calls:
             return reply
-        conversation = Conversation.of(messages)
         by_name = {t.name: t for t in offered}
         calls = []
         for call in reply.tool_calls:
-            schema = to_openai_tools([by_name[call["name"]]])[0]["function"].get("parameters", {})
-            kept, dropped = drop_ungrounded(call, schema, conversation)
-            if dropped and self._problem([kept], offered) is None:
+            kept, dropped = drop_ungrounded(call, parameters(by_name[call["name"]]), said)
+            if dropped and self._problem([kept], offered, said) is None:
                 plan.dropped += [f"{call['name']}.{d}" for d in dropped]
                 call = kept
             calls.append(call)
@@ -215,3 +217,8 @@ class ToolCaller:
             if floor is not None and scored[key] < floor:
                 return f"low confidence ({what} {scored[key]:.2f} < {floor})"
         return None
+
+
+def parameters(tool: BaseTool) -> dict[str, Any]:
+    """The JSON schema of ``tool``'s arguments, as the model is shown it."""
+    return dict(to_openai_tools([tool])[0]["function"].get("parameters", {}))

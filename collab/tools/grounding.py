@@ -1,4 +1,4 @@
-"""Optional arguments the conversation never gave are left to the tool's default.
+"""Whether a tool call's arguments come from the conversation.
 
 Small models fill optional parameters with plausible inventions: a team for a
 player's career stats, a maker for "an acoustic instrument", a list of years
@@ -12,6 +12,9 @@ A string is grounded when one of its words (three characters or more, not a
 stop word; any word when all are shorter, as in "Wi-Fi") appears in the
 conversation; a number when the conversation writes it, in digits or as a word
 up to twenty, or as a percentage of it.
+
+A value that only stands for one, the name of a type or of the parameter
+(``type="string"``), is refused as invalid: the call is repaired or escalated.
 """
 
 from __future__ import annotations
@@ -91,3 +94,29 @@ def drop_ungrounded(
         else:
             dropped.append(f"{name}={value!r}")
     return ToolCall(name=call["name"], args=args, id=call.get("id"), type="tool_call"), dropped
+
+
+# What a small model writes where it copies the schema instead of the user: a type's name.
+_PLACEHOLDERS = frozenset(
+    {"string", "str", "integer", "int", "number", "float", "boolean", "bool", "array", "object"}
+)
+
+
+def placeholder(call: ToolCall, schema: dict[str, Any], conversation: Conversation) -> str | None:
+    """What is wrong when an argument of ``call`` stands for a value instead of being one.
+
+    A string that is a JSON type's name or the parameter's own name (``type="string"``,
+    ``city="city"``) is refused, unless the parameter's enum allows it or the
+    conversation says it. None when no argument is such a stand-in.
+    """
+    properties = schema.get("properties", {})
+    for name, value in call["args"].items():
+        if not isinstance(value, str):
+            continue
+        word = value.strip().lower()
+        if word not in _PLACEHOLDERS and word != name.lower():
+            continue
+        if value in properties.get(name, {}).get("enum", ()) or conversation.mentions(word):
+            continue
+        return f"{name}={value!r} stands for a value; give the value the user means"
+    return None
