@@ -302,6 +302,12 @@ def fallback(
     return float(good.mean()), float(escalate.mean())
 
 
+def ceiling(slm: str, ok: dict[str, list[bool]]) -> tuple[float, float]:
+    """What a perfect signal reaches: exactly the SLM's wrong calls that the LLM gets right go."""
+    slm_ok, llm_ok = np.array(ok[f"{slm}/collab"]), np.array(ok[f"{LLM}/collab"])
+    return float((slm_ok | llm_ok).mean()), float((~slm_ok & llm_ok).mean())
+
+
 def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     check = ast_checker()
     items = {(c, i["id"]): i for c in categories for i in load(c, 10**6)}
@@ -313,7 +319,7 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     signals = Table(
         title="+LLM fallback by the confidence signal that escalates: accuracy (LLM share)"
     )
-    for column in ("category", "SLM", *SIGNALS):
+    for column in ("category", "SLM", *SIGNALS, "perfect signal"):
         signals.add_column(column, justify="left" if column in ("category", "SLM") else "right")
     for category in categories:
         mine = [r for r in rows if r["category"] == category]
@@ -333,6 +339,7 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
             cells += [f"{np.mean(ok[f'{slm}/collab']):.0%} (100%)", f"{acc:.0%} ({share:.0%})"]
             table.add_row(*cells, llm_only)
             by_signal = [fallback(mine, slm, ok, signal) for signal in SIGNALS]
+            by_signal.append(ceiling(slm, ok))
             signals.add_row(category, slm, *[f"{a:.0%} ({s:.0%})" for a, s in by_signal])
         table.add_section()
     console.print(table)
@@ -347,7 +354,8 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     console.print(
         "mean: mean token log-probability of the call under the free SLM; min: its least "
         "likely token; name: log-probability of the tool chosen among those offered; "
-        "mean+name: their sum."
+        "mean+name: their sum; perfect signal: the SLM's wrong calls that the LLM gets right, "
+        "and only those, go to the LLM (the most any signal can reach)."
     )
 
 
