@@ -25,11 +25,11 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.tools import BaseTool
 
 from collab.errors import CollabError, ConfigurationError
-from collab.models.base import text_content, to_openai_tools
+from collab.models.base import text_content
 from collab.models.local import LocalChatModel
 from collab.tools.grounding import Conversation, drop_ungrounded, placeholder
 from collab.tools.select import select_tools
-from collab.tools.spec import make_tools, validate_args
+from collab.tools.spec import make_tools, parameters, validate_args
 from collab.trace import Trace
 
 REPAIR = "Your call {call} is not valid: {problem}. Call {name} again with arguments that fix this."
@@ -217,8 +217,3 @@ class ToolCaller:
             if floor is not None and scored[key] < floor:
                 return f"low confidence ({what} {scored[key]:.2f} < {floor})"
         return None
-
-
-def parameters(tool: BaseTool) -> dict[str, Any]:
-    """The JSON schema of ``tool``'s arguments, as the model is shown it."""
-    return dict(to_openai_tools([tool])[0]["function"].get("parameters", {}))

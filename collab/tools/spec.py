@@ -91,11 +91,16 @@ def options_of(tool: BaseTool) -> ToolOptions:
     return ToolOptions.model_validate((tool.metadata or {}).get(OPTIONS_KEY, {}))
 
 
+def parameters(tool: BaseTool) -> dict[str, Any]:
+    """The JSON schema of ``tool``'s arguments, as a model is shown it."""
+    return dict(to_openai_tools([tool])[0]["function"].get("parameters", {}))
+
+
 def validate_args(tool: BaseTool, args: dict[str, Any]) -> str | None:
     """None when ``args`` fit ``tool``'s schema, else what is wrong, in words a model can use."""
     schema = tool.tool_call_schema
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-        spec = to_openai_tools([tool])[0]["function"].get("parameters", {})
+        spec = parameters(tool)
         errors = sorted(Draft202012Validator(spec).iter_errors(args), key=lambda e: list(e.path))
         found = [f"{'.'.join(map(str, e.path)) or 'arguments'}: {e.message}" for e in errors]
         return "; ".join(found) or None
