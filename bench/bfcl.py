@@ -176,7 +176,7 @@ def plain_calls(text: str) -> list[dict[str, Any]] | None:
 class Outcome:
     calls: list[dict[str, Any]] | None  # None: nothing parsed
     failure: str | None = None
-    scores: dict[str, float] | None = None  # collab's tool_call_logprob (confidence signals)
+    scores: dict[str, Any] | None = None  # collab's tool_call_logprob (confidence signals)
     dropped: list[str] | None = None  # optional arguments collab left out as ungrounded
 
 
