@@ -44,8 +44,9 @@ from rich.progress import track
 from rich.table import Table
 
 import collab
-from collab.models.base import to_openai_tools, tool_prompt
+from collab.messages import tool_prompt
 from collab.models.llamacpp import LlamaCppChatModel
+from collab.models.tool_format import to_openai_tools
 from collab.tools import ToolCaller, make_tool
 
 console = Console(width=130)

@@ -41,7 +41,7 @@ def bench_llamacpp(name: str, tokens: int, repeats: int) -> dict[str, float]:
     llama = model.llama
 
     def raw() -> int:
-        with model.loaded.lock:
+        with model.engine.lock:
             out = llama.create_completion(
                 prompt_text, max_tokens=tokens, temperature=0.0, top_k=40, top_p=0.95
             )
@@ -75,7 +75,11 @@ def bench_server(name: str, tokens: int, repeats: int) -> float:
     path = catalog.resolve(name)
     with LocalLLMServer(path, alias=name, n_ctx=2048) as server:
         model = OpenAICompatibleChatModel(
-            model=name, base_url=server.base_url, temperature=0.0, max_tokens=tokens
+            location="remote",  # stands in for a remote LLM
+            model=name,
+            base_url=server.base_url,
+            temperature=0.0,
+            max_tokens=tokens,
         )
         model.invoke(PROMPT)
         rates = []

@@ -32,8 +32,7 @@ from rich.table import Table
 
 from collab.models import catalog
 from collab.models.llamacpp import LlamaCppChatModel
-from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
-from collab.strategies.speculative import SpeculativeChatModel
+from collab.speculative import CombinedDrafter, ModelDrafter, NgramDrafter, SpeculativeChatModel
 from collab.trace import Trace
 
 console = Console(width=140)

@@ -20,24 +20,20 @@ from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from collab.config import load_settings
-from collab.errors import ConfigurationError, ModelUnavailableError, PolicyError
-from collab.models.base import StreamFirstChatModel, text_content, to_openai_tools
-from collab.models.local import LocalChatModel
-from collab.policy import USES_LLM, Decision, Ledger, Policy, Request, classify
-from collab.strategies.base import Strategy, is_local
-from collab.strategies.baselines import LLMOnly, SLMOnly
+from collab.errors import ModelUnavailableError, PolicyError
+from collab.messages import text_content
+from collab.models.base import StreamFirstChatModel
+from collab.models.profile import location_of
+from collab.models.tool_format import to_openai_tools
+from collab.options import check_options
+from collab.policy import Decision, Ledger, Policy, Request, classify
+from collab.strategies.base import Strategy
 from collab.strategies.cascade import Cascade
 from collab.strategies.draft_verify import DraftVerify
+from collab.strategies.fallback import llm_down
 from collab.strategies.privacy import Redactor, RemoteGate, find_sensitive
-from collab.strategies.route import Route, Scorer, SelfAssessment
-from collab.strategies.signals import (
-    SelfVerification,
-    Signal,
-    TaskCheck,
-    TokenLogprob,
-    code_passes_examples,
-)
-from collab.strategies.speculative import Speculative
+from collab.strategies.registry import Pair, build, uses_llm
+from collab.strategies.route import Route
 from collab.trace import TRACE_KEY, Trace
 
 
@@ -89,10 +85,8 @@ class CollabChatModel(StreamFirstChatModel):
         """The facts the policy decides on."""
         text = "\n".join(text_content(m.content) for m in messages)
         sensitive = tuple(sorted({f.kind for f in find_sensitive(text, self.policy.names)}))
-        if isinstance(self.slm, LocalChatModel):
-            prompt_tokens = self.slm.count_prompt_tokens(messages)
-        else:
-            prompt_tokens = len(text) // 4
+        count = getattr(self.slm, "count_prompt_tokens", None)
+        prompt_tokens = int(count(messages)) if callable(count) else len(text) // 4
         return Request(
             task=kwargs.get("task") or classify(messages, bool(kwargs.get("tools"))),
             tags=frozenset(kwargs.get("request_tags") or ()),
@@ -130,57 +124,34 @@ class CollabChatModel(StreamFirstChatModel):
 
     # ---- the strategies ------------------------------------------------------------------
 
-    def _signal(self) -> Signal:
-        if self.signal is not None:
-            return self.signal  # type: ignore[no-any-return]
-        kind = self.policy.cascade.signal
-        if kind == "code_examples":
-            return TaskCheck(code_passes_examples, name="code_examples")
-        slm = self._local_slm(f"the cascade signal {kind!r}")
-        if kind == "self_verification":
-            return SelfVerification(slm)
-        return TokenLogprob(slm, "min" if kind == "logprob_min" else "mean")
-
-    def _scorer(self) -> Scorer:
-        if self.scorer is not None:
-            return self.scorer  # type: ignore[no-any-return]
-        return SelfAssessment(self._local_slm("routing by self-assessment"))
-
-    def _local_slm(self, purpose: str) -> LocalChatModel:
-        if not isinstance(self.slm, LocalChatModel):
-            raise ConfigurationError(
-                f"{purpose} needs a local SLM with token log-probabilities",
-                hint="use a collab local model as the SLM, or pass scorer= / signal=",
-            )
-        return self.slm
+    def pair(self, llm: BaseChatModel | None = None) -> Pair:
+        """The models and settings strategies are built from (``llm`` replaces the LLM)."""
+        policy = self.policy
+        return Pair(
+            slm=self.slm, llm=llm or self.llm, route_threshold=policy.route.threshold,
+            cascade_signal=policy.cascade.signal, cascade_threshold=policy.cascade.threshold,
+            scorer=self.scorer, signal=self.signal, speculative=self.speculative,
+        )  # fmt: skip
 
     def strategy(self, name: str, llm: BaseChatModel | None = None) -> Strategy:
         """The strategy called ``name`` over this pair (``llm`` replaces the LLM, e.g. gated)."""
-        llm = llm or self.llm
-        if name == "slm_only":
-            return SLMOnly(self.slm)
-        if name == "llm_only":
-            return LLMOnly(llm)
-        if name == "route":
-            return Route(self.slm, llm, self._scorer(), self.policy.route.threshold)
-        if name == "cascade":
-            return Cascade(self.slm, llm, self._signal(), self.policy.cascade.threshold)
-        if name == "draft_verify":
-            return DraftVerify(self.slm, llm)
-        if name == "speculative":
-            if self.speculative is None:
-                raise ConfigurationError(
-                    "the policy picked 'speculative' but this CollabChatModel has no "
-                    "speculative model",
-                    hint="pass speculative=SpeculativeChatModel(...) or change the policy",
-                )
-            return Speculative(self.speculative)
-        raise ConfigurationError(f"unknown strategy {name!r}")
+        return build(name, self.pair(llm))
+
+    def route(self) -> Route:
+        pair = self.pair()
+        return Route(pair.slm, pair.llm, pair.route_scorer(), pair.route_threshold)
+
+    def cascade(self) -> Cascade:
+        pair = self.pair()
+        return Cascade(pair.slm, pair.llm, pair.cascade_confidence(), pair.cascade_threshold)
+
+    def draft_verify(self, decision: Decision) -> DraftVerify:
+        return DraftVerify(self.slm, self.remote_for(decision))
 
     def remote_for(self, decision: Decision) -> BaseChatModel:
         """The LLM as ``decision`` may use it: a remote one behind a gate that redacts
         what the decision says to, and audits what leaves the machine."""
-        if is_local(self.llm):
+        if location_of(self.llm) == "local":
             return self.llm
         redactor = Redactor(names=self.policy.names, enabled=decision.privacy == "redact")
         return RemoteGate(inner=self.llm, redactor=redactor)
@@ -194,30 +165,42 @@ class CollabChatModel(StreamFirstChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        check_options(kwargs, type(self).__name__)
         decision = self.admit(messages, **kwargs)
         kwargs = {k: v for k, v in kwargs.items() if k not in ("request_tags", "task")}
+        for chunk in self.answer(messages, decision, stop=stop, **kwargs):
+            if run_manager and isinstance(chunk.content, str) and chunk.content:
+                run_manager.on_llm_new_token(chunk.content)
+            yield ChatGenerationChunk(message=chunk)
+
+    def answer(
+        self, messages: Sequence[BaseMessage], decision: Decision, **kwargs: Any
+    ) -> Iterator[AIMessageChunk]:
+        """``decision``'s strategy run on ``messages``, the trace completed with the decision.
+
+        When the LLM cannot be reached before anything was shown, the SLM answers,
+        flagged (unless the policy says ``on_llm_down = "fail"``).
+        """
         strategy = self.strategy(decision.strategy, self.remote_for(decision))
         emitted = False
         try:
-            for chunk in self._decorated(strategy.stream(messages, stop=stop, **kwargs), decision):
+            for chunk in self._decorated(strategy.stream(messages, **kwargs), decision):
                 emitted = emitted or bool(chunk.content or chunk.tool_call_chunks)
-                if run_manager and isinstance(chunk.content, str) and chunk.content:
-                    run_manager.on_llm_new_token(chunk.content)
-                yield ChatGenerationChunk(message=chunk)
+                yield chunk
         except ModelUnavailableError as exc:
-            if emitted or self.policy.on_llm_down == "fail" or decision.strategy not in USES_LLM:
+            if emitted or not uses_llm(decision.strategy):
                 raise
+            down = llm_down(exc, self.policy.on_llm_down, "the SLM answered instead")
             fallback = decision.model_copy(update={
                 "strategy": "slm_only",
                 "reason": f"{decision.reason}; the LLM is unavailable ({exc.message}): "
                 "the SLM answered instead",
             })  # fmt: skip
-            source = SLMOnly(self.slm).stream(messages, stop=stop, **kwargs)
-            for chunk in self._decorated(source, fallback, llm_down=True):
-                yield ChatGenerationChunk(message=chunk)
+            source = self.strategy("slm_only").stream(messages, **kwargs)
+            yield from self._decorated(source, fallback, down)
 
     def _decorated(
-        self, chunks: Iterator[AIMessageChunk], decision: Decision, llm_down: bool = False
+        self, chunks: Iterator[AIMessageChunk], decision: Decision, down: Trace | None = None
     ) -> Iterator[AIMessageChunk]:
         """The strategy's chunks, the last one's trace completed with the policy's decision."""
         for chunk in chunks:
@@ -229,9 +212,8 @@ class CollabChatModel(StreamFirstChatModel):
             own = trace.reason
             trace.reason = f"{decision.reason} -> {own}" if own else decision.reason
             trace.extra["policy"] = decision.model_dump()
-            if llm_down:
-                trace.extra["llm_down"] = True
-                trace.escalations.append("LLM unavailable: answered by the SLM")
+            if down is not None:
+                trace = trace.merge(down)
             self._account(trace)
             yield chunk.model_copy(
                 update={"response_metadata": {**meta, TRACE_KEY: trace.to_metadata()}}

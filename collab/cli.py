@@ -136,8 +136,7 @@ def generate(
 ) -> None:
     """Generate with one local model, optionally speculatively; prints speed and acceptance."""
     from collab.models.llamacpp import LlamaCppChatModel
-    from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
-    from collab.strategies.speculative import SpeculativeChatModel
+    from collab.speculative import CombinedDrafter, ModelDrafter, NgramDrafter, SpeculativeChatModel
     from collab.trace import Trace
 
     settings = load_settings()

@@ -43,8 +43,7 @@ def ask(console: Console, chat: CollabChatModel, question: str) -> Trace:
             console.print(chunk.content, end="", markup=False, highlight=False)
         full = chunk if full is None else full + chunk
     console.print()
-    assert full is not None
-    return Trace.from_metadata(full.response_metadata)
+    return Trace.from_metadata(full.response_metadata if full is not None else {})
 
 
 def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None:

@@ -15,19 +15,20 @@ import tomllib
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from langchain_core.messages import BaseMessage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from collab.errors import ConfigurationError
-from collab.models.base import text_content
+from collab.messages import text_content
+from collab.options import TaskKind
+from collab.strategies.registry import check_name, uses_llm
 
-TaskKind = Literal["chat", "tool_call", "code", "math", "extraction"]
-StrategyName = Literal["slm_only", "llm_only", "route", "cascade", "draft_verify", "speculative"]
 PrivacyAction = Literal["redact", "local", "refuse", "allow"]
-USES_LLM = frozenset({"llm_only", "route", "cascade", "draft_verify", "speculative"})
+# A registered strategy's name (collab.strategies.register_strategy adds names).
+StrategyName = Annotated[str, AfterValidator(check_name)]
 
 
 class Request(BaseModel):
@@ -187,36 +188,37 @@ class Policy(BaseModel):
                 strategy, rule = r.strategy, r.name or f"rules[{i}]"
                 reason = f"rule {rule} ({r.when.describe()}): {strategy}"
                 break
-        if strategy in USES_LLM:
-            budget = self.budget
-            if budget.daily_usd is not None and spent_today_usd >= budget.daily_usd:
-                strategy = "slm_only"
-                reason = (
-                    f"daily LLM budget ${budget.daily_usd:g} spent "
-                    f"(${spent_today_usd:.4f} today): SLM answers"
-                )
-            elif (
-                budget.max_cost_per_request_usd is not None
-                and llm_cost_usd > budget.max_cost_per_request_usd
-            ):
-                strategy = "slm_only"
-                reason = (
-                    f"the LLM could cost ${llm_cost_usd:.4f} here, over the "
-                    f"${budget.max_cost_per_request_usd:g} per request: SLM answers"
-                )
-            elif (
-                budget.latency_target_s is not None
-                and llm_latency_s is not None
-                and llm_latency_s > budget.latency_target_s
-            ):
-                strategy = "slm_only"
-                reason = (
-                    f"the LLM takes {llm_latency_s:.1f}s lately, over the "
-                    f"{budget.latency_target_s:g}s target: SLM answers"
-                )
+        if uses_llm(strategy):
+            over = self._over_budget(spent_today_usd, llm_cost_usd, llm_latency_s)
+            if over is not None:
+                strategy, reason = "slm_only", over
         if privacy != "none":
             reason += f"; sensitive data ({found}): {privacy}"
         return Decision(strategy=strategy, reason=reason, rule=rule, privacy=privacy)
+
+    def _over_budget(
+        self, spent_today_usd: float, llm_cost_usd: float, llm_latency_s: float | None
+    ) -> str | None:
+        """Why the LLM may not answer now (a budget is spent or exceeded), or None."""
+        budget = self.budget
+        if budget.daily_usd is not None and spent_today_usd >= budget.daily_usd:
+            return (
+                f"daily LLM budget ${budget.daily_usd:g} spent "
+                f"(${spent_today_usd:.4f} today): SLM answers"
+            )
+        cap = budget.max_cost_per_request_usd
+        if cap is not None and llm_cost_usd > cap:
+            return (
+                f"the LLM could cost ${llm_cost_usd:.4f} here, over the "
+                f"${cap:g} per request: SLM answers"
+            )
+        target = budget.latency_target_s
+        if target is not None and llm_latency_s is not None and llm_latency_s > target:
+            return (
+                f"the LLM takes {llm_latency_s:.1f}s lately, over the "
+                f"{target:g}s target: SLM answers"
+            )
+        return None
 
 
 # ---- facts about a request -----------------------------------------------------------

@@ -13,8 +13,8 @@ import time
 
 from collab.config import load_settings
 from collab.models.llamacpp import LlamaCppChatModel
-from collab.strategies.drafters import NgramDrafter
-from collab.strategies.speculative import SpeculativeChatModel
+from collab.speculative import NgramDrafter
+from collab.speculative import SpeculativeChatModel
 from collab.trace import Trace
 
 CODE = """def total_price(items, tax_rate):

@@ -31,5 +31,10 @@ def server() -> LocalLLMServer:
 @pytest.fixture(scope="session")
 def remote(server: LocalLLMServer) -> OpenAICompatibleChatModel:
     return OpenAICompatibleChatModel(
-        model=SMOL, base_url=server.base_url, temperature=0.0, max_tokens=48, timeout=60
+        location="remote",  # stands in for a remote LLM
+        model=SMOL,
+        base_url=server.base_url,
+        temperature=0.0,
+        max_tokens=48,
+        timeout=60,
     )

@@ -105,7 +105,11 @@ async def test_llm_reasoner_async_and_llm_down(
     assert "llm_down" not in trace.extra
 
     down = OpenAICompatibleChatModel(
-        model=SMOL, base_url="http://127.0.0.1:9/v1", timeout=2, max_retries=0
+        location="remote",  # stands in for a remote LLM
+        model=SMOL,
+        base_url="http://127.0.0.1:9/v1",
+        timeout=2,
+        max_retries=0,
     )
     out = build_graph(slm, down, policy=policy).invoke({"messages": [HumanMessage("Say hello.")]})
     trace = Trace.from_metadata(out["messages"][-1].response_metadata)

@@ -128,7 +128,11 @@ def dead_llm() -> OpenAICompatibleChatModel:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return OpenAICompatibleChatModel(
-        model=SMOL, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout=5
+        location="remote",  # stands in for a remote LLM
+        model=SMOL,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        max_retries=0,
+        timeout=5,
     )
 
 
@@ -210,7 +214,12 @@ def proxy(server: LocalLLMServer) -> Iterator[RecordingProxy]:
 
 def through(proxy: RecordingProxy, max_tokens: int) -> OpenAICompatibleChatModel:
     return OpenAICompatibleChatModel(
-        model=SMOL, base_url=proxy.base_url, temperature=0.0, max_tokens=max_tokens, timeout=60
+        location="remote",  # stands in for a remote LLM
+        model=SMOL,
+        base_url=proxy.base_url,
+        temperature=0.0,
+        max_tokens=max_tokens,
+        timeout=60,
     )
 
 
@@ -265,8 +274,7 @@ def test_restored_answers_use_the_data(
 def test_the_policy_can_pick_speculative_decoding(
     slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel, tmp_path: Path
 ) -> None:
-    from collab.strategies.drafters import NgramDrafter
-    from collab.strategies.speculative import SpeculativeChatModel
+    from collab.speculative import NgramDrafter, SpeculativeChatModel
 
     spec = SpeculativeChatModel(target=slm, drafter=NgramDrafter(), temperature=0.0)
     chat = CollabChatModel(

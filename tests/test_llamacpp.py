@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 
 from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError, ModelNotFoundError
 from collab.models.base import vocab_fingerprint
+from collab.models.engine import log_softmax
 from collab.models.llamacpp import LlamaCppChatModel
-from collab.models.local import log_softmax
 from collab.trace import Trace
 
 
@@ -263,7 +263,7 @@ def test_logits_reuse_the_cache_without_changing_results(slm: LlamaCppChatModel)
 
 def test_greedy_output_is_argmax_of_logits(slm: LlamaCppChatModel) -> None:
     prompt_text = slm.render([HumanMessage("List two fruits.")])
-    prompt = slm._encode(prompt_text)
+    prompt = slm.engine.encode_prompt(prompt_text)
     result = slm.invoke("List two fruits.", max_tokens=8)
     generated = slm.tokenize(str(result.content), special=False)[:4]
     logp = log_softmax(slm.logits([*prompt, *generated[:-1]], len(prompt) - 1))

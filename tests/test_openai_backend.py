@@ -13,8 +13,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from collab.errors import CapabilityError, ModelUnavailableError
 from collab.models.base import vocab_fingerprint
+from collab.models.engine import log_softmax
 from collab.models.llamacpp import LlamaCppChatModel
-from collab.models.local import log_softmax
 from collab.models.local_server import LocalLLMServer, free_port
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.trace import Price, Trace
@@ -24,6 +24,7 @@ from tests.test_llamacpp import BY_NAME, PROMPTS, TOOLS
 
 def test_invoke_reports_remote_usage_and_cost(server: LocalLLMServer) -> None:
     model = OpenAICompatibleChatModel(
+        location="remote",  # stands in for a remote LLM
         model=SMOL, base_url=server.base_url, temperature=0.0, max_tokens=24,
         price=Price(input_per_mtok=1.0, output_per_mtok=2.0),
     )  # fmt: skip
@@ -43,7 +44,7 @@ def test_served_greedy_tokens_are_in_process_argmax(
     # greedily must still be the in-process argmax or within a hair of it.
     question = [HumanMessage("Name the largest planet in the solar system.")]
     served = str(remote.invoke(question, max_tokens=24).content)
-    prompt = slm._encode(slm.render(question))
+    prompt = slm.engine.encode_prompt(slm.render(question))
     tokens = slm.tokenize(served, special=False)
     logp = log_softmax(slm.logits([*prompt, *tokens[:-1]], len(prompt) - 1))
     gaps = [float(row.max() - row[t]) for row, t in zip(logp, tokens, strict=True)]
@@ -106,6 +107,7 @@ def test_top_n_only_server_refuses_unlikely_tokens(
 def test_server_down_is_a_clear_error_after_retries() -> None:
     port = free_port()  # nothing listens here
     model = OpenAICompatibleChatModel(
+        location="remote",  # stands in for a remote LLM
         model="m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, timeout=2,
         capabilities={"kind": "openai"},
     )  # fmt: skip
@@ -152,7 +154,12 @@ def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
 def test_5xx_is_retried_then_reported(flaky: tuple[str, type[_Flaky]]) -> None:
     url, handler = flaky
     model = OpenAICompatibleChatModel(
-        model="m", base_url=url, max_retries=2, timeout=5, capabilities={"kind": "openai"}
+        location="remote",  # stands in for a remote LLM
+        model="m",
+        base_url=url,
+        max_retries=2,
+        timeout=5,
+        capabilities={"kind": "openai"},
     )
     with pytest.raises(ModelUnavailableError, match="503 after 3 attempts"):
         model.invoke("hi")
@@ -163,7 +170,12 @@ def test_slow_server_times_out_per_attempt(flaky: tuple[str, type[_Flaky]]) -> N
     url, handler = flaky
     handler.mode = "slow"
     model = OpenAICompatibleChatModel(
-        model="m", base_url=url, max_retries=1, timeout=0.5, capabilities={"kind": "openai"}
+        location="remote",  # stands in for a remote LLM
+        model="m",
+        base_url=url,
+        max_retries=1,
+        timeout=0.5,
+        capabilities={"kind": "openai"},
     )
     with pytest.raises(ModelUnavailableError, match=r"did not answer within 0\.5s"):
         model.invoke("hi")

@@ -304,7 +304,7 @@ async def test_queue_limit_and_a_disconnect_that_cancels(
             assert health["requests"]["completed"] == 1
     finally:
         server.stop()
-    assert not slm._lock().locked()  # nothing left running inside llama.cpp
+    assert not slm.engine.lock.locked()  # nothing left running inside llama.cpp
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,14 +8,19 @@ from langchain_core.messages import HumanMessage
 
 from collab.errors import CapabilityError, ConfigurationError, ModelUnavailableError
 from collab.models import catalog
+from collab.models.engine import Sampling
 from collab.models.llamacpp import LlamaCppChatModel
-from collab.models.local import Sampling
 from collab.models.local_server import LocalLLMServer
 from collab.models.openai import OpenAICompatibleChatModel
-from collab.strategies.acceptance import accept_greedy, accept_sampling, processed_probs
-from collab.strategies.drafters import CombinedDrafter, ModelDrafter, NgramDrafter
-from collab.strategies.speculative import SpeculativeChatModel, SpeculativeDecoder
-from collab.strategies.verifiers import RemoteVerifier
+from collab.speculative import (
+    CombinedDrafter,
+    ModelDrafter,
+    NgramDrafter,
+    RemoteVerifier,
+    SpeculativeChatModel,
+    SpeculativeDecoder,
+)
+from collab.speculative.acceptance import accept_greedy, accept_sampling, processed_probs
 from collab.trace import Trace
 from tests.servers import SMOL
 
@@ -117,15 +122,15 @@ def test_greedy_ngram_speculation_equals_target_alone(slm: LlamaCppChatModel) ->
 
 def test_sampled_first_tokens_follow_the_target(slm: LlamaCppChatModel) -> None:
     # A hot draft (q far from p) must still give the target's first-token distribution.
-    prompt = slm._encode(slm.render([HumanMessage("Name a fruit.")]))
+    prompt = slm.engine.encode_prompt(slm.render([HumanMessage("Name a fruit.")]))
     sampling = Sampling(temperature=0.8, top_k=0, top_p=1.0, max_tokens=1)
     p = processed_probs(slm.logits(prompt, len(prompt) - 1), 0.8, 0, 1.0)[0]
     top = np.argsort(-p)[:8]
     drafter = ModelDrafter(slm, temperature=1.6, seed=1)
     counts = np.zeros(9)
-    with slm.loaded.lock:
+    with slm.engine.lock:
         for i in range(1500):
-            decoder = SpeculativeDecoder(slm, drafter, gamma=1)
+            decoder = SpeculativeDecoder(slm.engine, drafter, gamma=1)
             first = next(decoder.generate(prompt, Sampling(**{**sampling.__dict__, "seed": i})))
             hit = np.flatnonzero(top == first)
             counts[hit[0] if hit.size else 8] += 1
@@ -136,13 +141,13 @@ def test_sampled_first_tokens_follow_the_target(slm: LlamaCppChatModel) -> None:
 def test_mismatched_tokenizers_are_refused(slm: LlamaCppChatModel) -> None:
     qwen = LlamaCppChatModel(model="qwen2.5-coder-0.5b", n_ctx=512, n_threads=2)
     with pytest.raises(ConfigurationError, match=r"smollm2-135m.*qwen2\.5-coder-0\.5b"):
-        SpeculativeDecoder(qwen, ModelDrafter(slm))
+        SpeculativeDecoder(qwen.engine, ModelDrafter(slm))
 
 
 def test_combined_drafter_prefers_ngrams(slm: LlamaCppChatModel) -> None:
     drafter = CombinedDrafter(NgramDrafter(), ModelDrafter(slm))
     context = slm.tokenize("a b c d a b c")
-    with slm.loaded.lock:
+    with slm.engine.lock:
         assert drafter.propose(context, 2).source == "ngram"
         assert drafter.propose(slm.tokenize("hello"), 2).source == "model"
 
@@ -184,7 +189,7 @@ def test_remote_greedy_speculation_equals_the_server_alone(
         # The server's log-probabilities drift with its cache history (by ~0.1 nats on
         # SmolLM2): a divergence is allowed only where its own top two nearly tie.
         i, want, got = first_divergence(slm, alone, str(fast.content))
-        context = slm._encode(slm.render([HumanMessage(prompt)]))
+        context = slm.engine.encode_prompt(slm.render([HumanMessage(prompt)]))
         context += slm.tokenize(alone, special=False)[:i]
         row = dict(remote.next_token_logprobs(context, 5))
         assert want in row and got in row, (prompt, alone, fast.content)
@@ -199,7 +204,7 @@ def test_remote_verifier_needs_text_that_carries_the_tokens(
     # A text-only server without a local twin to write the tokens out: refused up front.
     with pytest.raises(CapabilityError, match="takes only text prompts"):
         RemoteVerifier(remote)
-    verifier = RemoteVerifier(remote, twin=slm)
+    verifier = RemoteVerifier(remote, twin=slm.engine)
     context = slm.tokenize("The banana")
     assert verifier.argmax(context, len(context) - 1)  # canonical tokens: verified
     # "ban" + "ana" reads back as one token: the server would see other tokens.
@@ -215,7 +220,12 @@ def test_a_server_that_drops_mid_generation_is_an_error(slm: LlamaCppChatModel) 
     )
     server.start()
     target = OpenAICompatibleChatModel(
-        model=SMOL, base_url=server.base_url, temperature=0.0, max_retries=0, timeout=30
+        location="remote",  # stands in for a remote LLM
+        model=SMOL,
+        base_url=server.base_url,
+        temperature=0.0,
+        max_retries=0,
+        timeout=30,
     )
     spec = SpeculativeChatModel.remote(slm, target, temperature=0.0, max_tokens=48)
     stream = spec.stream("Count from 1 to 30.")

@@ -16,9 +16,9 @@ from langchain_core.tools import BaseTool
 from pydantic import AfterValidator, BaseModel
 
 from collab.errors import ConfigurationError
-from collab.models.base import to_openai_tools
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.openai import OpenAICompatibleChatModel
+from collab.models.tool_format import to_openai_tools
 from collab.tools import (
     ToolCaller,
     arun_tool_calls,
@@ -223,8 +223,8 @@ def test_slm_call_parses_validates_and_is_scored(
     # It scores the call's text as the tokenizer writes it, whatever tokens the grammar
     # took to it: the mean log-probability of those tokens after the prompt.
     offered = to_openai_tools([add, shout])
-    rendered = slm.render(convert_to_messages(asked), offered) + slm._call_opening(offered)
-    prompt = slm._encode(rendered)
+    rendered = slm.render(convert_to_messages(asked), offered) + slm.call_opening(offered)
+    prompt = slm.engine.encode_prompt(rendered)
     assert json.loads(scored["text"]) == {"name": "add", "arguments": plan.calls[0]["args"]}
     tokens = slm.tokenize(scored["text"], special=False)
     assert scored["tokens"] == len(tokens)

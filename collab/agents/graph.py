@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
@@ -35,6 +36,7 @@ from langchain_core.messages import (
     HumanMessage,
     ToolMessage,
 )
+from langchain_core.messages.tool import ToolCall
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -43,12 +45,11 @@ from langgraph.types import RetryPolicy, interrupt
 
 from collab.chat_model import CollabChatModel
 from collab.errors import ModelOutputError, ModelUnavailableError
-from collab.models.base import text_content
+from collab.messages import text_content
 from collab.policy import Decision, Policy
 from collab.strategies.base import ask, gather
-from collab.strategies.cascade import Cascade
-from collab.strategies.draft_verify import REVIEW, DraftVerify, Verdict
-from collab.strategies.route import Route
+from collab.strategies.draft_verify import DraftVerify
+from collab.strategies.fallback import llm_down
 from collab.tools import ToolCaller, make_tools, options_of, run_tool_calls
 from collab.tools.calling import call_key
 from collab.trace import TRACE_KEY, Trace
@@ -78,26 +79,26 @@ def _turn(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     return list(messages)
 
 
+@dataclass(frozen=True)
+class _ToolSettings:
+    max_tool_rounds: int = 4
+    min_logprob: float | None = None
+    min_name_logprob: float | None = None
+    tool_choice: str = "auto"
+
+
 class _Agent:
     """The nodes; one instance per compiled graph."""
 
     def __init__(
-        self,
-        slm: BaseChatModel,
-        llm: BaseChatModel,
-        tools: Sequence[Any],
-        policy: Policy,
-        max_tool_rounds: int,
-        min_logprob: float | None,
-        min_name_logprob: float | None,
-        tool_choice: str,
+        self, pair: CollabChatModel, tools: Sequence[Any], settings: _ToolSettings
     ) -> None:
-        self.pair = CollabChatModel(slm=slm, llm=llm, policy=policy)
-        self.slm, self.llm = slm, llm
+        self.pair = pair
+        self.slm, self.llm = pair.slm, pair.llm
         self.tools = make_tools(tools) if tools else []
-        self.max_tool_rounds = max_tool_rounds
-        self.min_logprob, self.min_name_logprob = min_logprob, min_name_logprob
-        self.tool_choice = tool_choice
+        self.max_tool_rounds = settings.max_tool_rounds
+        self.min_logprob, self.min_name_logprob = settings.min_logprob, settings.min_name_logprob
+        self.tool_choice = settings.tool_choice
 
     def decision(self, state: AgentState) -> Decision:
         return Decision.model_validate(state["decision"])
@@ -114,15 +115,15 @@ class _Agent:
         reason = decision.reason
         if decision.strategy == "llm_only":
             target = "reasoner"
-        elif decision.strategy == "route":
-            route = self.pair.strategy("route")
-            assert isinstance(route, Route)
-            difficulty = route.scorer.difficulty(messages)
-            hard = difficulty >= route.threshold
-            reason += f"; difficulty {difficulty:.2f}: {'LLM' if hard else 'SLM'}"
+        trace: list[dict[str, Any]] = []
+        if decision.strategy == "route":
+            hard, judged = self.pair.route().decide(messages)
+            reason += f"; {judged.reason}"
             target = "reasoner" if hard else target
+            trace.append(judged.model_copy(update={"strategy": None}).to_metadata())
         _emit("route", to=target, strategy=decision.strategy, reason=reason)
         return {
+            "trace": trace,
             "decision": decision.model_dump(),
             "next": target,
             "rounds": 0,
@@ -168,7 +169,8 @@ class _Agent:
 
     def tools_node(self, state: AgentState) -> dict[str, Any]:
         last = state["messages"][-1]
-        assert isinstance(last, AIMessage)
+        if not isinstance(last, AIMessage) or not last.tool_calls:
+            return {"next": "drafter"}  # nothing to run (a resumed thread past its calls)
         by_name = {t.name: t for t in self.tools}
         calls = list(last.tool_calls)
         needs = [
@@ -224,67 +226,50 @@ class _Agent:
         if strategy == "draft_verify":
             return "verifier"
         if strategy == "cascade" and answer is not None:
-            cascade = self.pair.strategy("cascade")
-            assert isinstance(cascade, Cascade)
-            confidence = cascade.signal.confidence(state["messages"], answer)
-            if confidence < cascade.threshold:
-                _emit(
-                    "escalation",
-                    node="drafter",
-                    reason=f"{cascade.signal.name} confidence "
-                    f"{confidence:.2f} < {cascade.threshold:.2f}",
-                )
+            judged = Trace()
+            if self.pair.cascade().judge(state["messages"], answer, judged):
+                _emit("escalation", node="drafter", reason=judged.reason)
                 return "reasoner"
         return "responder"
 
     def verifier(self, state: AgentState) -> dict[str, Any]:
         """Reviews the draft (draft_verify) or, after a tool call, the calls to verified tools."""
-        llm = self.remote(state)
+        reviewer = self.pair.draft_verify(self.decision(state))
         last = state["messages"][-1]
-        calls = isinstance(last, AIMessage) and last.tool_calls and state.get("answer") is None
-        draft = state.get("answer") or AIMessage(content="")
+        draft = state.get("answer")
+        calls = last.tool_calls if isinstance(last, AIMessage) and draft is None else []
         try:
             if calls:
-                assert isinstance(last, AIMessage)
-                return self._verify_calls(state, last, llm)
-            reviewed = gather(DraftVerify(self.slm, llm).review(state["messages"], draft, Trace()))
+                return self._verify_calls(state, calls, reviewer)
+            answer = draft or AIMessage(content="")
+            reviewed = gather(reviewer.review(state["messages"], answer, Trace()))
         except ModelUnavailableError as exc:
-            if self.pair.policy.on_llm_down == "fail":
-                raise
-            _emit("llm_down", reason=exc.message)
             if calls:  # calls that need the LLM's check never run unchecked
-                assert isinstance(last, AIMessage)
-                return self._reject(last, "the LLM that verifies it is unavailable", Trace())
-            trace = Trace(extra={"llm_down": True})
-            trace.escalations.append("LLM unavailable: the draft went out unreviewed")
-            return {"answer": draft, "trace": [trace.to_metadata()], "next": "responder"}
+                down = llm_down(exc, self.pair.policy.on_llm_down, "the calls did not run")
+                _emit("llm_down", reason=exc.message)
+                return self._reject(calls, "the LLM that verifies it is unavailable", down)
+            down = llm_down(exc, self.pair.policy.on_llm_down, "the draft went out unreviewed")
+            _emit("llm_down", reason=exc.message)
+            return {"trace": [down.to_metadata()], "next": "responder"}
         trace = Trace.from_metadata(reviewed.response_metadata)
         _emit("verdict", of="draft", approved=bool(trace.extra.get("approved")))
         return {"answer": reviewed, "trace": [trace.to_metadata()], "next": "responder"}
 
     def _verify_calls(
-        self, state: AgentState, last: AIMessage, llm: BaseChatModel
+        self, state: AgentState, calls: list[ToolCall], reviewer: DraftVerify
     ) -> dict[str, Any]:
-        plan = "\n".join(
-            json.dumps({"name": c["name"], "arguments": c["args"]}) for c in last.tool_calls
-        )
+        plan = "\n".join(json.dumps({"name": c["name"], "arguments": c["args"]}) for c in calls)
         question = "\n".join(
             text_content(m.content) for m in _turn(state["messages"]) if isinstance(m, HumanMessage)
         )
-        review = [HumanMessage(REVIEW.format(question=question, draft=f"Tool calls:\n{plan}"))]
-        out = llm.with_structured_output(Verdict, include_raw=True).invoke(review)
-        assert isinstance(out, dict)
-        approved = isinstance(out["parsed"], Verdict) and out["parsed"].approve
-        trace = Trace.from_metadata(out["raw"].response_metadata)
-        for call in trace.calls:
-            call.role = "verifier"
-        _emit("verdict", of="tool_calls", approved=approved)
+        approved, trace = reviewer.verdict(question, f"Tool calls:\n{plan}")
+        _emit("verdict", of="tool_calls", approved=bool(approved))
         if approved:
             return {"trace": [trace.to_metadata()], "next": "tools"}
-        return self._reject(last, "the verifier rejected this call", trace)
+        return self._reject(calls, "the verifier rejected this call", trace)
 
-    def _reject(self, last: AIMessage, why: str, trace: Trace) -> dict[str, Any]:
-        """Error results for ``last``'s calls, which do not run; the drafter answers."""
+    def _reject(self, calls: list[ToolCall], why: str, trace: Trace) -> dict[str, Any]:
+        """Error results for ``calls``, which do not run; the drafter answers."""
         rejected = [
             ToolMessage(
                 content=f"Error: {why}; do not retry it as is",
@@ -292,22 +277,20 @@ class _Agent:
                 name=c["name"],
                 status="error",
             )
-            for c in last.tool_calls
+            for c in calls
         ]
         return {"messages": rejected, "trace": [trace.to_metadata()], "next": "drafter"}
 
     def reasoner(self, state: AgentState) -> dict[str, Any]:
-        decision = self.decision(state)
-        try:
-            answer, trace = ask(self.remote(state), state["messages"], "reasoner")
-        except ModelUnavailableError as exc:
-            if self.pair.policy.on_llm_down == "fail":
-                raise
-            _emit("llm_down", reason=exc.message)
-            answer, trace = ask(self.slm, state["messages"], "drafter")
-            trace.extra["llm_down"] = True
-            trace.escalations.append("LLM unavailable: answered by the SLM")
-        trace.strategy = trace.strategy or decision.strategy
+        """The LLM answers (the SLM when the LLM is down, as the pair does it)."""
+        decision = self.decision(state).model_copy(update={"strategy": "llm_only"})
+        answer = gather(self.pair.answer(state["messages"], decision))
+        trace = Trace.from_metadata(answer.response_metadata)
+        for call in trace.calls:
+            call.role = "drafter" if trace.extra.get("llm_down") else "reasoner"
+        if trace.extra.get("llm_down"):
+            _emit("llm_down", reason=trace.escalations[-1])
+        trace.strategy, trace.reason = None, None
         return {"answer": answer, "trace": [trace.to_metadata()], "next": "responder"}
 
     def responder(self, state: AgentState) -> dict[str, Any]:
@@ -355,6 +338,8 @@ def build_graph(
     min_logprob: float | None = None,
     min_name_logprob: float | None = None,
     tool_choice: str = "auto",
+    scorer: Any = None,
+    signal: Any = None,
 ) -> CompiledStateGraph[AgentState, None, AgentState, AgentState]:
     """The agent graph over ``slm`` and ``llm``; see the module docstring.
 
@@ -364,18 +349,13 @@ def build_graph(
     for approvals and for threads that span calls. ``min_logprob``,
     ``min_name_logprob``: escalate SLM tool calls less confident than this (on the
     whole call, on the choice of tool) to the LLM. ``tool_choice``: "any" makes the first
-    step of each turn call a tool; "auto" lets the SLM decide.
+    step of each turn call a tool; "auto" lets the SLM decide. ``scorer``, ``signal``:
+    the route's scorer and the cascade's signal, as for ``CollabChatModel``.
     """
-    agent = _Agent(
-        slm,
-        llm,
-        tools,
-        policy or Policy(default="slm_only"),
-        max_tool_rounds,
-        min_logprob,
-        min_name_logprob,
-        tool_choice,
-    )
+    policy = policy or Policy(default="slm_only")
+    pair = CollabChatModel(slm=slm, llm=llm, policy=policy, scorer=scorer, signal=signal)
+    settings = _ToolSettings(max_tool_rounds, min_logprob, min_name_logprob, tool_choice)
+    agent = _Agent(pair, tools, settings)
     remote = RetryPolicy(max_attempts=3, retry_on=ModelOutputError)
     builder = StateGraph(AgentState)
     builder.add_node("router", agent.router)

@@ -1,115 +1,75 @@
-"""The chat-model surface shared by in-process backends (llama.cpp, transformers).
+"""``LocalChatModel``: an in-process ``Engine`` as a LangChain chat model.
 
-A backend supplies a few engine hooks (tokenize, a token generator with an
-optional JSON-schema constraint, token bytes, end-of-generation test); this
-class turns them into a LangChain chat model: chat templates, streaming with
-stop strings, tool calls decoded under a grammar, structured output, usage
-and trace, and async that never blocks the event loop.
+The engine owns tokens, KV cache and decoding; this class owns chat
+templates, stop strings, tool calls (decoded under a grammar by
+``collab.models.constrained``), structured output, usage and trace, and async
+that never blocks the event loop.
 
 Tool calling takes, beside OpenAI's ``tool_choice`` and ``parallel_tool_calls``
 (a JSON array of one or more calls), ``score_tool_calls=True``: the reply's
 ``response_metadata["tool_call_logprob"]`` then says how likely the free model
-finds the call it was held to, a confidence signal for repair or escalation.
-With ``tool_choice="auto"``, ``response_metadata["tool_call_probability"]`` is
-the probability the model gave to calling at all.
+finds the call it was held to. With ``tool_choice="auto"``,
+``response_metadata["tool_call_probability"]`` is the probability the model
+gave to calling at all.
 """
 
 from __future__ import annotations
 
-import codecs
-import json
-import re
 import threading
-from abc import abstractmethod
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from langchain_core.callbacks import (
-    CallbackManagerForLLMRun,
-)
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
-from collab.errors import ConfigurationError, ContextLengthError, ModelOutputError
-from collab.models.base import (
-    CALL_START,
+from collab.errors import ConfigurationError
+from collab.messages import TOOL_OPEN, chat_dicts, with_system_hint
+from collab.models import constrained
+from collab.models.base import StreamFirstChatModel
+from collab.models.decoding import RunStats, decode_text
+from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_token, log_softmax
+from collab.models.profile import ModelProfile
+from collab.models.structured import structured_output
+from collab.models.tool_format import (
     JSON_OBJECT_SCHEMA,
-    TOOL_CALL_MIN_TOKENS,
-    TOOL_OPEN,
-    StreamFirstChatModel,
     ToolChoice,
     ToolLike,
-    bounded,
-    chat_dicts,
     chosen_tool_names,
-    new_tool_call_id,
     opens_call,
-    parse_tool_call,
+    schema_of,
     schema_prompt,
     to_openai_tools,
-    tool_call_schema,
-    with_system_hint,
 )
-from collab.models.structured import structured_output
+from collab.options import check_options
 from collab.trace import TRACE_KEY, ModelCall, Stopwatch, Trace
 
-# For models whose GGUF carries no chat template.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 @dataclass
-class Sampling:
-    """Decoding settings of one call. temperature 0 means greedy."""
+class _Request:
+    """One call, planned: what to decode and how."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    max_tokens: int = 512
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunStats:
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    finish_reason: str = "stop"
-    tokens: list[int] = field(default_factory=list)  # of the last decode
-    metadata: dict[str, Any] = field(default_factory=dict)  # for response_metadata
-
-
-# Most calls a reply with parallel_tool_calls=True may hold.
-MAX_PARALLEL = 8
-# Where the value of a call's "name" starts, in the JSON that a grammar let through.
-NAME_VALUE = re.compile(r'"name"\s*:\s*"')
-PARALLEL_HINT = (
-    "To call several functions, or one function several times, put every call in one "
-    'JSON list: [{"name": ..., "arguments": ...}, ...].'
-)
-
-
-@dataclass(frozen=True)
-class _CallSettings:
-    parallel: bool = False  # a JSON array of calls instead of one call
-    score: bool = False  # report the call's log-probability under the free model
+    prompt_text: str
+    call_prompt: str  # the prompt a call is decoded after (asks for a list when parallel)
+    sampling: Sampling
+    tools: list[dict[str, Any]]
+    names: list[str] | None  # a call is required to one of these; None: the model may call
+    schema: dict[str, Any] | None
+    calls: constrained.CallSettings
+    threshold: float
 
 
 class LocalChatModel(StreamFirstChatModel):
-    """Base of the in-process backends; see the module docstring."""
+    """An in-process model: ``LocalChatModel(engine=...)``, or a backend that loads its engine."""
 
-    model: str = Field(description="catalog name or path of the model")
+    model: str = Field("", description="catalog name or path of the model")
     tool_call_threshold: float = Field(
         0.002,
         ge=0.0,
@@ -125,57 +85,37 @@ class LocalChatModel(StreamFirstChatModel):
     stop: list[str] | None = Field(None, alias="stop_sequences")
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+    _engine: Engine | None = PrivateAttr(None)
 
-    # ---- engine hooks -------------------------------------------------------------
-
-    @abstractmethod
-    def _lock(self) -> threading.Lock: ...
-
-    @abstractmethod
-    def _n_ctx(self) -> int: ...
-
-    @abstractmethod
-    def _chat_template(self) -> tuple[str, str, str]:
-        """(jinja template, bos token text, eos token text)."""
-
-    @abstractmethod
-    def _encode(self, text: str) -> list[int]:
-        """Token ids of a rendered prompt (special tokens parsed, BOS as the model wants)."""
-
-    @abstractmethod
-    def _generate_tokens(
-        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
-    ) -> Generator[int, None, None]:
-        """Sampled tokens after ``prompt``; under ``schema`` when given. Caller holds the lock."""
-
-    @abstractmethod
-    def _piece(self, token: int) -> bytes: ...
-
-    @abstractmethod
-    def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
-
-    @abstractmethod
-    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
-        """Text of ``tokens``; with ``special``, control tokens are written out too."""
-
-    @abstractmethod
-    def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
-        """Next-token logits after each of ``tokens[first:]``, reusing cached prefixes.
-
-        Shape (len(tokens) - first, vocab); the caller holds the model's lock.
-        """
-
-    @abstractmethod
-    def _is_eog(self, token: int) -> bool: ...
-
-    def eos_token(self) -> int:
-        """The id of the token that ends the model's turn."""
-        (token,) = self.tokenize(self._chat_template()[2], special=True)
-        return token
+    def __init__(self, *, engine: Engine | None = None, **data: Any) -> None:
+        super().__init__(**data)
+        self._engine = engine
+        if engine is not None and not self.model:
+            self.model = engine.name
 
     @property
-    def _location(self) -> Literal["local"]:
-        return "local"
+    def engine(self) -> Engine:
+        """The engine; backends load theirs on first use."""
+        if self._engine is None:
+            self._engine = self._load_engine()
+        return self._engine
+
+    def _load_engine(self) -> Engine:
+        raise ConfigurationError(
+            f"{type(self).__name__} has no engine",
+            hint="pass engine=..., or use LlamaCppChatModel / TransformersChatModel",
+        )
+
+    @property
+    def _llm_type(self) -> str:
+        return "collab-local"
+
+    def collab_profile(self) -> ModelProfile:
+        return ModelProfile(
+            name=self.model, location="local", token_access="exact", prompt_logprobs=True,
+            token_prompts=True,
+            context_length=self.engine.n_ctx,
+        )  # fmt: skip
 
     # ---- LangChain plumbing -------------------------------------------------------
 
@@ -216,31 +156,17 @@ class LocalChatModel(StreamFirstChatModel):
     ) -> Runnable[LanguageModelInput, Any]:
         return structured_output(self, schema, method=method, include_raw=include_raw, **kwargs)
 
-    def _sampling(self, stop: list[str] | None, kwargs: dict[str, Any]) -> Sampling:
-        return Sampling(
-            temperature=float(kwargs.get("temperature", self.temperature)),
-            top_p=float(kwargs.get("top_p", self.top_p)),
-            top_k=int(kwargs.get("top_k", self.top_k)),
-            max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
-            seed=kwargs.get("seed", self.seed),
-            stop=list(stop or self.stop or []),
-        )
-
     # ---- prompt rendering ---------------------------------------------------------
 
     def _native_tools(self, tools: list[dict[str, Any]] | None) -> bool:
         """Whether the chat template renders tools itself (and expects tagged calls)."""
-        return bool(tools) and "tools" in self._chat_template()[0]
-
-    def _call_opening(self, tools: list[dict[str, Any]]) -> str:
-        """What the model writes before the call's JSON."""
-        return TOOL_OPEN + "\n" if self._native_tools(tools) else ""
+        return bool(tools) and "tools" in self.engine.chat_template.template
 
     def render(
         self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]] | None = None
     ) -> str:
         """The prompt text the model sees for ``messages`` (and ``tools``)."""
-        template, bos, eos = self._chat_template()
+        template, bos, eos = self.engine.chat_template
         native_tools = self._native_tools(tools)
         return str(
             _jinja(template).render(
@@ -253,63 +179,47 @@ class LocalChatModel(StreamFirstChatModel):
         )
 
     def count_prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:
-        return len(self._encode(self.render(messages)))
+        return len(self.engine.encode_prompt(self.render(messages)))
 
     # ---- generation -----------------------------------------------------------------
 
-    def _decode_text(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        schema: dict[str, Any] | None,
-        stats: RunStats,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """Text pieces, honouring stop strings and max_tokens; fills ``stats``."""
-        room = self._n_ctx() - len(prompt)
-        if room < 1:
-            raise ContextLengthError(
-                f"the prompt has {len(prompt)} tokens; the context holds {self._n_ctx()}",
-                hint="shorten the conversation, or load the model with a larger n_ctx",
+    def _plan(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> _Request:
+        check_options(kwargs, type(self).__name__)
+        if kwargs.get("model", self.model) != self.model:
+            raise ConfigurationError(
+                f"{self.model} is loaded in-process and cannot answer as {kwargs['model']!r}",
+                hint=f"create another {type(self).__name__} for that model",
             )
-        budget = min(sampling.max_tokens, room)
-        stats.prompt_tokens += len(prompt)
-        stats.finish_reason = "length"
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        hold = max((len(s) for s in sampling.stop), default=1) - 1
-        pending = ""
-        produced = 0
-        stats.tokens = []
-        gen = self._generate_tokens(prompt, sampling, schema)
-        try:
-            for token in gen:
-                if cancel is not None and cancel.is_set():
-                    stats.finish_reason = "cancelled"
-                    return
-                if self._is_eog(token):
-                    stats.finish_reason = "stop"
-                    break
-                produced += 1
-                stats.output_tokens += 1
-                stats.tokens.append(token)
-                pending += decoder.decode(self._piece(token))
-                cut = _first_stop(pending, sampling.stop)
-                if cut is not None:
-                    if pending[:cut]:
-                        yield pending[:cut]
-                    pending = ""
-                    stats.finish_reason = "stop"
-                    return
-                if len(pending) > hold:
-                    emit, pending = pending[: len(pending) - hold], pending[len(pending) - hold :]
-                    yield emit
-                if produced >= budget:
-                    break
-        finally:
-            gen.close()
-        pending += decoder.decode(b"", final=True)
-        if pending:
-            yield pending
+        sampling = Sampling(
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            top_p=float(kwargs.get("top_p", self.top_p)),
+            top_k=int(kwargs.get("top_k", self.top_k)),
+            max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
+            seed=kwargs.get("seed", self.seed),
+            stop=list(stop or self.stop or []),
+        )
+        tools: list[dict[str, Any]] = kwargs.get("tools") or []
+        names = chosen_tool_names(tools, kwargs.get("tool_choice")) if tools else []
+        schema = schema_of(kwargs.get("response_format"))
+        offer = tools if names is None or names else None  # tool_choice "none" hides them
+        if schema is not None and schema is not JSON_OBJECT_SCHEMA:
+            messages = with_system_hint(messages, schema_prompt(schema))
+        calls = constrained.CallSettings(
+            parallel=bool(kwargs.get("parallel_tool_calls", False)),
+            score=bool(kwargs.get("score_tool_calls", False)),
+        )
+        prompt_text = self.render(messages, offer)
+        # Several calls come out as a JSON list, which the prompt asks for; the
+        # decision whether to call at all is taken on the plain prompt.
+        call_prompt = (
+            self.render(with_system_hint(messages, constrained.PARALLEL_HINT), offer)
+            if calls.parallel and offer
+            else prompt_text
+        )
+        threshold = float(kwargs.get("tool_call_threshold", self.tool_call_threshold))
+        return _Request(prompt_text, call_prompt, sampling, tools, names, schema, calls, threshold)
 
     def _stream(
         self,
@@ -328,279 +238,90 @@ class LocalChatModel(StreamFirstChatModel):
         cancel: threading.Event | None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        if kwargs.get("model", self.model) != self.model:
-            raise ConfigurationError(
-                f"{self.model} is loaded in-process and cannot answer as {kwargs['model']!r}",
-                hint=f"create another {type(self).__name__} for that model",
-            )
-        sampling = self._sampling(stop, kwargs)
-        tools: list[dict[str, Any]] = kwargs.get("tools") or []
-        names = chosen_tool_names(tools, kwargs.get("tool_choice")) if tools else []
-        response_format = kwargs.get("response_format")
-        schema = _schema_of(response_format)
-        offer = tools if names is None or names else None  # tool_choice "none" hides them
-        if schema is not None and schema is not JSON_OBJECT_SCHEMA:
-            messages = with_system_hint(messages, schema_prompt(schema))
-        calls = _CallSettings(
-            parallel=bool(kwargs.get("parallel_tool_calls", False)),
-            score=bool(kwargs.get("score_tool_calls", False)),
-        )
-        prompt_text = self.render(messages, offer)
-        # Several calls come out as a JSON list, which the prompt asks for; the
-        # decision whether to call at all is taken on the plain prompt.
-        call_prompt = (
-            self.render(with_system_hint(messages, PARALLEL_HINT), offer)
-            if calls.parallel and offer
-            else prompt_text
-        )
+        request = self._plan(messages, stop, kwargs)
         stats = RunStats()
         watch = Stopwatch()
-
-        def emit(text: str) -> ChatGenerationChunk:
-            watch.mark_first()
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-            if run_manager:
-                run_manager.on_llm_new_token(text, chunk=chunk)
-            return chunk
-
-        threshold = float(kwargs.get("tool_call_threshold", self.tool_call_threshold))
-        with self._lock():
-            prompt = self._encode(prompt_text)
-            if names:  # a call is required: decode it under the grammar from the start
-                call_text = self._forced_call(call_prompt, sampling, tools, names, stats, calls)
-                yield self._tool_chunk(call_text, run_manager, watch)
-            elif names is None and self._opens_call(prompt, tools, stats) >= threshold:
-                call_text = self._forced_call(call_prompt, sampling, tools, None, stats, calls)
-                yield self._tool_chunk(call_text, run_manager, watch)
-            elif names is None:  # auto, and a call is unlikely: text, unless one opens anyway
-                held = ""
-                decided: bool | None = None
-                for piece in self._decode_text(prompt, sampling, None, stats, cancel):
-                    if decided is False:
-                        yield emit(piece)
-                        continue
-                    held += piece
-                    decided = opens_call(held)
-                    if decided:
-                        break
-                    if decided is False:
-                        yield emit(held)
-                if decided:
-                    stats.prompt_tokens -= len(prompt)  # the prefilled prompt is counted instead
-                    call_text = self._forced_call(call_prompt, sampling, tools, None, stats, calls)
-                    yield self._tool_chunk(call_text, run_manager, watch)
-                elif decided is None and held:
-                    yield emit(held)
-            elif schema is not None:  # structured output: bounded, and room to finish
-                budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
-                room = Sampling(**{**sampling.__dict__, "max_tokens": budget})
-                for piece in self._decode_text(prompt, room, bounded(schema), stats, cancel):
-                    yield emit(piece)
-            else:
-                for piece in self._decode_text(prompt, sampling, None, stats, cancel):
-                    yield emit(piece)
+        engine = self.engine
+        with engine.lock:
+            for message in self._decode(request, stats, cancel):
+                watch.mark_first()
+                chunk = ChatGenerationChunk(message=message)
+                if run_manager:
+                    run_manager.on_llm_new_token(str(message.content), chunk=chunk)
+                yield chunk
         watch.stop()
         yield self._final_chunk(stats, watch)
 
-    def _forced_call(
+    def _decode(
+        self, request: _Request, stats: RunStats, cancel: threading.Event | None
+    ) -> Iterator[AIMessageChunk]:
+        """The answer's chunks: text, or a tool call. The caller holds the engine's lock."""
+        engine = self.engine
+        prompt = engine.encode_prompt(request.prompt_text)
+        if request.names:  # a call is required: decode it under the grammar from the start
+            yield self._call(request, request.names, stats)
+        elif request.names is None:  # the model may call a tool
+            opening = self.call_opening(request.tools)
+            if constrained.call_probability(engine, prompt, opening, stats) >= request.threshold:
+                yield self._call(request, None, stats)
+            else:
+                yield from self._text_or_call(request, prompt, stats, cancel)
+        elif request.schema is not None:
+            for piece in constrained.structured_text(
+                engine, prompt, request.sampling, request.schema, stats, cancel
+            ):
+                yield AIMessageChunk(content=piece)
+        else:
+            for piece in decode_text(engine, prompt, request.sampling, None, stats, cancel):
+                yield AIMessageChunk(content=piece)
+
+    def _text_or_call(
         self,
-        prompt_text: str,
-        sampling: Sampling,
-        tools: list[dict[str, Any]],
-        names: list[str] | None,
+        request: _Request,
+        prompt: list[int],
         stats: RunStats,
-        calls: _CallSettings,
-    ) -> str:
-        """JSON of one call to one of ``names`` (all tools if None), grammar-constrained.
+        cancel: threading.Event | None,
+    ) -> Iterator[AIMessageChunk]:
+        """A call is unlikely: text, unless the model opens a call anyway."""
+        held = ""
+        decided: bool | None = None
+        for piece in decode_text(self.engine, prompt, request.sampling, None, stats, cancel):
+            if decided is False:
+                yield AIMessageChunk(content=piece)
+                continue
+            held += piece
+            decided = opens_call(held)
+            if decided:
+                break
+            if decided is False:
+                yield AIMessageChunk(content=held)
+        if decided:
+            stats.prompt_tokens -= len(prompt)  # the prefilled prompt is counted instead
+            yield self._call(request, None, stats)
+        elif decided is None and held:
+            yield AIMessageChunk(content=held)
 
-        With ``calls.parallel`` it is a JSON array of one or more calls. With
-        ``calls.score``, how likely the unconstrained model finds the call it
-        was held to goes into ``stats.metadata`` (a confidence signal).
+    def call_opening(self, tools: list[dict[str, Any]]) -> str:
+        """What the model writes before a call's JSON."""
+        return TOOL_OPEN + "\n" if self._native_tools(tools) else ""
 
-        Greedy decoding picks a tool token by token, which can favour a name
-        whose first piece is likely over one that is likelier as a whole
-        ("get_culture" over "get_monarchs"). A single greedy call therefore
-        has its tool chosen over whole names, and is written again for the
-        likeliest tool when it picked another.
-        """
-        offered = names or [t["function"]["name"] for t in tools]
-        opening = self._call_opening(tools)
-        # A call cut short is no call: give it room to close its (bounded) JSON.
-        budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
-        schema = tool_call_schema(tools, offered)
-        if calls.parallel:
-            schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": MAX_PARALLEL}
-            budget *= 2
-            # Templates with native tools teach one tagged call per block, and small
-            # models end their turn after the first; a fenced JSON list (what the
-            # prompt asks for, see PARALLEL_HINT) is what they write for several.
-            opening = "```json\n" if opening else opening
-        prefilled = self._encode(prompt_text + opening)
-        no_stop = Sampling(**{**sampling.__dict__, "stop": [], "max_tokens": budget})
-        text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
-        stats.finish_reason = "tool_calls"
-        greedy_one = not calls.parallel and sampling.temperature == 0
-        choice = (
-            self._name_logprobs(prefilled, text, offered) if greedy_one or calls.score else None
-        )
-        if choice and greedy_one:
-            chosen, logprobs = choice
-            best = max(logprobs, key=logprobs.__getitem__)
-            if best != chosen:
-                schema = tool_call_schema(tools, [best])
-                text = "".join(self._decode_text(prefilled, no_stop, schema, stats))
-                choice = best, logprobs
-                stats.metadata["tool_rechosen"] = {"from": chosen, "to": best}
-        if calls.score:
-            self._score_call(prefilled, text, choice, stats)
-        return text
-
-    def _score_call(
-        self,
-        prefilled: list[int],
-        text: str,
-        choice: tuple[str, dict[str, float]] | None,
-        stats: RunStats,
-    ) -> None:
-        """How likely the free model finds the call it was held to (a confidence signal).
-
-        The call's text is scored as the model's tokenizer writes it. The grammar
-        may have reached it through other tokens (``"}`` then ``}`` for ``"}}``),
-        which the free model finds unlikely for reasons that have nothing to do
-        with the call.
-        """
-        made = self.tokenize(text, special=False)
-        if not made:
-            return
-        # The first token only says "a call starts" (tool_call_probability says
-        # how likely that was); the rest says how sure the model is of the call.
-        scores = self._continuation_logprobs_unlocked(prefilled, made)[1:]
-        scores = scores if scores.size else np.zeros(1)
-        stats.metadata["tool_call_logprob"] = {
-            "mean": float(scores.mean()),
-            "min": float(scores.min()),
-            "tokens": len(made),
-            "text": text,  # what was scored: the call's JSON as the model wrote it
-            # the tool called, and every tool offered, as log p among the tools offered
-            "name": choice[1][choice[0]] if choice else 0.0,
-            "names": choice[1] if choice else {},
-        }
-
-    def _name_logprobs(
-        self, prefilled: list[int], text: str, names: list[str]
-    ) -> tuple[str, dict[str, float]] | None:
-        """The tool the (first) call in ``text`` chose, and log p of each of ``names``.
-
-        Each name is scored by the free model where the call wrote its own, and
-        the scores are normalised over ``names``. None with fewer than two names.
-        """
-        found = NAME_VALUE.search(text)
-        if found is None or len(names) < 2:
-            return None
-        chosen = text[found.end() :].split('"', 1)[0]
-        if chosen not in names:
-            return None
-        head = text[: found.end()]
-        tails = [self.tokenize(head + name + '"', special=False) for name in names]
-        shared = 0  # tokens every tail starts with (each keeps at least one to score)
-        while shared < min(map(len, tails)) - 1 and len({t[shared] for t in tails}) == 1:
-            shared += 1
-        scores = np.array(
-            [
-                self._continuation_logprobs_unlocked([*prefilled, *t[:shared]], t[shared:]).sum()
-                for t in tails
-            ],
-            dtype=np.float64,
-        )
-        normalised = scores - np.logaddexp.reduce(scores)
-        return chosen, {name: float(v) for name, v in zip(names, normalised, strict=True)}
-
-    def _opens_call(self, prompt: list[int], tools: list[dict[str, Any]], stats: RunStats) -> float:
-        """The probability the model gives to opening a tool call after ``prompt``."""
-        opening = self.tokenize(self._call_opening(tools) + CALL_START)
-        probability = float(np.exp(self._continuation_logprobs_unlocked(prompt, opening).sum()))
-        stats.metadata["tool_call_probability"] = probability
-        return probability
-
-    # ---- token-level protocol (tokenize and detokenize come from the backend) -------
-
-    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
-        """``logits_unlocked`` under the model's lock."""
-        with self._lock():
-            return self.logits_unlocked(tokens, first)
-
-    def continuation_logprobs(
-        self, prompt: Sequence[int], continuation: Sequence[int]
-    ) -> list[float]:
-        if not prompt:
-            raise ValueError("continuation_logprobs needs at least one prompt token")
-        if not continuation:
-            return []
-        with self._lock():
-            return [float(x) for x in self._continuation_logprobs_unlocked(prompt, continuation)]
-
-    def _continuation_logprobs_unlocked(
-        self, prompt: Sequence[int], continuation: Sequence[int]
-    ) -> npt.NDArray[np.float64]:
-        """``continuation_logprobs`` as an array; the caller holds the model's lock."""
-        full = [*prompt, *continuation]
-        logp = log_softmax(self.logits_unlocked(full[:-1], len(prompt) - 1))
-        return logp[np.arange(len(continuation)), list(continuation)].astype(np.float64)
-
-    def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
-        logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]
-        top = np.argpartition(-logp, min(k, logp.size - 1))[:k]
-        top = top[np.argsort(-logp[top])]
-        return [(int(t), float(logp[t])) for t in top]
-
-    def _tool_chunk(
-        self, call_text: str, run_manager: CallbackManagerForLLMRun | None, watch: Stopwatch
-    ) -> ChatGenerationChunk:
-        try:
-            parsed = json.loads(call_text, strict=False)
-            found = (
-                [parse_tool_call(json.dumps(c)) for c in parsed]
-                if isinstance(parsed, list)
-                else [parse_tool_call(call_text)]
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ModelOutputError(
-                f"{self.model} produced a tool call that does not parse: {call_text!r}",
-                hint="the call outgrew its token budget; give the tool fewer or "
-                "shorter (maxLength) arguments",
-            ) from exc
-        watch.mark_first()
-        msg = AIMessageChunk(
-            content="",
-            tool_call_chunks=[
-                tool_call_chunk(
-                    name=call["name"],
-                    args=json.dumps(call["args"], ensure_ascii=False),
-                    id=call["id"] or new_tool_call_id(),
-                    index=i,
-                )
-                for i, call in enumerate(found)
-            ],
-        )
-        chunk = ChatGenerationChunk(message=msg)
-        if run_manager:
-            run_manager.on_llm_new_token("", chunk=chunk)
-        return chunk
-
-    def _trace_extra(self) -> dict[str, Any]:
-        """What a subclass adds to the trace of a call (speculative statistics, ...)."""
-        return {}
+    def _call(self, request: _Request, names: list[str] | None, stats: RunStats) -> AIMessageChunk:
+        text = constrained.forced_call(
+            self.engine, request.call_prompt, self.call_opening(request.tools), request.sampling,
+            request.tools, names, stats, request.calls,
+        )  # fmt: skip
+        return constrained.tool_call_message(self.model, text)
 
     def _final_chunk(self, stats: RunStats, watch: Stopwatch) -> ChatGenerationChunk:
         call = ModelCall(
             model=self.model,
-            location=self._location,
+            location="local",
             input_tokens=stats.prompt_tokens,
             output_tokens=stats.output_tokens,
             latency_s=watch.elapsed,
             time_to_first_token_s=watch.ttft,
         )
-        trace = Trace(calls=[call], extra=self._trace_extra())
+        trace = Trace(calls=[call], extra=self.engine.trace_extra())
         return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
@@ -627,31 +348,38 @@ class LocalChatModel(StreamFirstChatModel):
         # stops generation at the next token.
         return self._stream_cancellable(messages, stop, None, cancel, **kwargs)
 
+    # ---- token-level protocol -------------------------------------------------------
 
-def _first_stop(text: str, stops: list[str]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return min(hits) if hits else None
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return self.engine.tokenize(text, special=special)
 
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return self.engine.detokenize(tokens, special=special)
 
-def _schema_of(response_format: Any) -> dict[str, Any] | None:
-    """The JSON schema an OpenAI-style ``response_format`` asks for, if any."""
-    if response_format is None:
-        return None
-    if isinstance(response_format, dict):
-        kind = response_format.get("type")
-        if kind == "json_object":
-            return JSON_OBJECT_SCHEMA
-        if kind == "json_schema":
-            inner = response_format.get("json_schema", {})
-            schema = inner.get("schema", inner)
-            return schema if isinstance(schema, dict) else JSON_OBJECT_SCHEMA
-        if kind == "text":
-            return None
-        return response_format  # a bare JSON schema
-    raise ModelOutputError(
-        f"unsupported response_format {response_format!r}",
-        hint='pass {"type": "json_schema", "json_schema": {"schema": ...}} or a JSON schema dict',
-    )
+    def eos_token(self) -> int:
+        """The id of the token that ends the model's turn."""
+        return eos_token(self.engine)
+
+    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        """The engine's ``logits`` under its lock."""
+        with self.engine.lock:
+            return self.engine.logits(tokens, first)
+
+    def continuation_logprobs(
+        self, prompt: Sequence[int], continuation: Sequence[int]
+    ) -> list[float]:
+        if not prompt:
+            raise ValueError("continuation_logprobs needs at least one prompt token")
+        if not continuation:
+            return []
+        with self.engine.lock:
+            return [float(x) for x in continuation_logprobs(self.engine, prompt, continuation)]
+
+    def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
+        logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]
+        top = np.argpartition(-logp, min(k, logp.size - 1))[:k]
+        top = top[np.argsort(-logp[top])]
+        return [(int(t), float(logp[t])) for t in top]
 
 
 _JINJA = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
@@ -673,9 +401,3 @@ def _jinja(template: str) -> Any:
     if template not in _TEMPLATES:
         _TEMPLATES[template] = _JINJA.from_string(template)
     return _TEMPLATES[template]
-
-
-def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    out: npt.NDArray[np.float32] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return out

@@ -27,6 +27,7 @@ from pydantic import PrivateAttr
 
 from collab.errors import ModelUnavailableError
 from collab.models.openai import OpenAICompatibleChatModel
+from collab.trace import Location
 
 _PR_SET_PDEATHSIG = 1
 
@@ -127,8 +128,7 @@ class LocalLLMServer:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         url = f"http://127.0.0.1:{self.port}/v1/models"
-        while time.monotonic() < deadline:
-            assert self.process is not None
+        while time.monotonic() < deadline and self.process is not None:
             if self.process.poll() is not None:
                 raise ModelUnavailableError(
                     f"the local LLM server for {self.model_path} exited with "
@@ -171,6 +171,7 @@ class LocalServerChatModel(OpenAICompatibleChatModel):
     """The OpenAI-compatible chat model, pointed at a ``LocalLLMServer`` it starts on first use."""
 
     base_url: str = "http://127.0.0.1:0/v1"
+    location: Location | None = "remote"  # it stands in for a remote LLM
     _server: LocalLLMServer | None = PrivateAttr(None)
 
     def __init__(self, *, server: LocalLLMServer, **kwargs: Any) -> None:
@@ -179,7 +180,8 @@ class LocalServerChatModel(OpenAICompatibleChatModel):
 
     @property
     def server(self) -> LocalLLMServer:
-        assert self._server is not None
+        if self._server is None:
+            raise ModelUnavailableError("this model has no local server to start")
         return self._server
 
     def _client_kwargs(self) -> dict[str, Any]:

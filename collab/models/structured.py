@@ -39,35 +39,10 @@ def structured_output(
         if schema is None:
             raise ConfigurationError("method='function_calling' needs a schema")
         return BaseChatModel.with_structured_output(model, schema, include_raw=include_raw)
-    if method == "json_mode" and schema is None:
-        llm = model.bind(
-            response_format={"type": "json_object"},
-            ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
-        )
-    elif method in ("json_schema", "json_mode"):
-        # json_mode with a schema: the caller wants that shape, so decoding keeps to it
-        if schema is None:
-            raise ConfigurationError("method='json_schema' needs a schema")
-        try:
-            json_schema = convert_to_json_schema(schema)
-        except Exception as exc:
-            raise ConfigurationError(
-                f"cannot turn {schema!r} into a JSON schema: {exc}",
-                hint="pass a pydantic model, a TypedDict or a JSON schema dict",
-            ) from exc
-        name = json_schema.get("title", "output")
-        llm = model.bind(
-            response_format={
-                "type": "json_schema",
-                "json_schema": {"name": name, "schema": json_schema, "strict": True},
-            },
-            ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
-        )
-    else:
-        raise ConfigurationError(
-            f"unknown structured output method {method!r}",
-            hint="use 'json_schema', 'json_mode' or 'function_calling'",
-        )
+    llm = model.bind(
+        response_format=_response_format(schema, method),
+        ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
+    )
     parser: Runnable[Any, Any] = (
         PydanticOutputParser(pydantic_object=schema)
         if isinstance(schema, type) and is_basemodel_subclass(schema)
@@ -80,3 +55,31 @@ def structured_output(
     )
     none = RunnablePassthrough.assign(parsed=lambda _: None)
     return RunnableMap(raw=llm) | parsed.with_fallbacks([none], exception_key="parsing_error")
+
+
+def _response_format(schema: dict[str, Any] | type | None, method: str) -> dict[str, Any]:
+    """OpenAI's ``response_format`` for ``schema``; json_mode with a schema keeps to it."""
+    if method == "json_mode" and schema is None:
+        return {"type": "json_object"}
+    if method not in ("json_schema", "json_mode"):
+        raise ConfigurationError(
+            f"unknown structured output method {method!r}",
+            hint="use 'json_schema', 'json_mode' or 'function_calling'",
+        )
+    if schema is None:
+        raise ConfigurationError(f"method={method!r} needs a schema")
+    try:
+        json_schema = convert_to_json_schema(schema)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot turn {schema!r} into a JSON schema: {exc}",
+            hint="pass a pydantic model, a TypedDict or a JSON schema dict",
+        ) from exc
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": json_schema.get("title", "output"),
+            "schema": json_schema,
+            "strict": True,
+        },
+    }

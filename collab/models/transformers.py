@@ -1,4 +1,4 @@
-"""Hugging Face transformers models in-process, as a LangChain chat model.
+"""Hugging Face transformers models in-process: ``TransformersEngine`` and its chat model.
 
 Loads a local folder, a hub id (when online) or a GGUF file (dequantized by
 transformers). Tool calls and structured output are decoded under a grammar
@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError, ModelNotFoundError
 from collab.models import catalog
-from collab.models.local import CHATML_TEMPLATE, LocalChatModel, Sampling
+from collab.models.engine import CHATML_TEMPLATE, ChatTemplate, Sampling, shared_prefix
+from collab.models.local import LocalChatModel
 
 _EOG_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 
@@ -53,20 +53,135 @@ def _byte_decoder() -> dict[str, int]:
 _BYTE_DECODER = _byte_decoder()
 
 
-@dataclass
-class LoadedTransformer:
-    model: Any
-    tokenizer: Any
-    source: str
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    cache: Any = None  # KV cache of ``cached`` tokens, reused across calls
-    cached: list[int] = field(default_factory=list)
-    eog: set[int] = field(default_factory=set)
-    pieces: dict[int, bytes] = field(default_factory=dict)
-    grammar_compiler: Any = None
+class TransformersEngine:
+    """A transformers model and tokenizer; see ``collab.models.engine.Engine``."""
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, n_ctx: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.n_ctx = n_ctx
+        self.lock = threading.Lock()
+        self.cache: Any = None  # KV cache of ``cached`` tokens, reused across calls
+        self.cached: list[int] = []
+        self._pieces: dict[int, bytes] = {}
+        self._grammar_compiler: Any = None
+        vocab = tokenizer.get_vocab()
+        self.eog = {vocab[t] for t in _EOG_TEXTS if t in vocab}
+        if tokenizer.eos_token_id is not None:
+            self.eog.add(int(tokenizer.eos_token_id))
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        tok = self.tokenizer
+        return ChatTemplate(
+            tok.chat_template or CHATML_TEMPLATE, tok.bos_token or "", tok.eos_token or ""
+        )
+
+    def encode_prompt(self, text: str) -> list[int]:
+        tok = self.tokenizer
+        bos = tok.bos_token or ""
+        add = not (bos and text.startswith(bos))
+        return list(tok(text, add_special_tokens=add)["input_ids"])
+
+    def piece(self, token: int) -> bytes:
+        if token not in self._pieces:
+            tok = self.tokenizer
+            text = tok.convert_ids_to_tokens(token)
+            if text is not None and all(c in _BYTE_DECODER for c in text):
+                self._pieces[token] = bytes(_BYTE_DECODER[c] for c in text)
+            else:
+                self._pieces[token] = tok.decode([token]).encode("utf-8")
+        return self._pieces[token]
+
+    def is_eog(self, token: int) -> bool:
+        return token in self.eog
+
+    def trace_extra(self) -> dict[str, Any]:
+        return {}
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return list(
+            self.tokenizer(text, add_special_tokens=False, split_special_tokens=not special)[
+                "input_ids"
+            ]
+        )
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return str(self.tokenizer.decode(list(tokens), skip_special_tokens=not special))
+
+    def generate(
+        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
+    ) -> Generator[int, None, None]:
+        torch, _ = _require()
+        generator = torch.Generator()
+        if sampling.seed is not None:
+            generator.manual_seed(sampling.seed)
+        else:
+            generator.seed()
+        matcher, bitmask = self._matcher(schema) if schema is not None else (None, None)
+        tokens = list(prompt)
+        while True:
+            logits = torch.from_numpy(self.logits(tokens, len(tokens) - 1)[0])
+            if matcher is not None and bitmask is not None:
+                import xgrammar as xgr
+
+                matcher.fill_next_token_bitmask(bitmask)
+                row = logits.unsqueeze(0)
+                xgr.apply_token_bitmask_inplace(row, bitmask)
+                logits = row[0]
+            token = sample(logits, sampling, generator)
+            if matcher is not None:
+                matcher.accept_token(token)
+            yield token
+            tokens.append(token)
+
+    def _matcher(self, schema: dict[str, Any]) -> tuple[Any, Any]:
+        try:
+            import xgrammar as xgr
+        except ImportError as exc:
+            raise ConfigurationError(
+                "constrained decoding with transformers needs xgrammar",
+                hint="pip install 'collab-agents[transformers]'",
+            ) from exc
+        vocab_size = self.model.config.vocab_size
+        if self._grammar_compiler is None:
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab_size)
+            self._grammar_compiler = xgr.GrammarCompiler(info)
+        compiled = self._grammar_compiler.compile_json_schema(json.dumps(schema))
+        return xgr.GrammarMatcher(compiled), xgr.allocate_token_bitmask(1, vocab_size)
+
+    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        torch, transformers = _require()
+        toks = list(tokens)
+        n = len(toks)
+        if not 0 <= first <= n:  # first == n: only fill the cache
+            raise ValueError(f"first={first} must index into the {n} tokens")
+        if n > self.n_ctx:
+            raise ContextLengthError(
+                f"{n} tokens do not fit the context of {self.n_ctx}",
+                hint="shorten the input, or raise n_ctx",
+            )
+        keep = min(shared_prefix(self.cached, toks), first)
+        if self.cache is None or keep == 0:
+            self.cache = transformers.DynamicCache()
+            keep = 0
+        elif keep < len(self.cached):
+            self.cache.crop(keep - len(self.cached))  # negative: tokens to drop
+        vocab = int(self.model.config.vocab_size)
+        if keep == n:  # all cached, no rows asked for
+            self.cached = toks
+            return np.empty((0, vocab), dtype=np.float32)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.tensor([toks[keep:]]), past_key_values=self.cache, use_cache=True
+            )
+        self.cached = toks
+        rows = out.logits[0, first - keep :].float().numpy()
+        return np.ascontiguousarray(rows, dtype=np.float32)
 
 
-_LOADED: dict[tuple[str, str | None, str], LoadedTransformer] = {}
+_LOADED: dict[tuple[str, str | None, str, int], TransformersEngine] = {}
 _LOADING = threading.Lock()
 
 
@@ -80,9 +195,11 @@ def _source(model: str, gguf_file: str | None) -> tuple[str, str | None]:
     return model, None
 
 
-def load_transformer(model: str, gguf_file: str | None, dtype: str) -> LoadedTransformer:
+def load_transformer(
+    model: str, gguf_file: str | None, dtype: str, n_ctx: int
+) -> TransformersEngine:
     torch, transformers = _require()
-    key = (model, gguf_file, dtype)
+    key = (model, gguf_file, dtype, n_ctx)
     with _LOADING:
         if key not in _LOADED:
             where, gguf = _source(model, gguf_file)
@@ -106,12 +223,7 @@ def load_transformer(model: str, gguf_file: str | None, dtype: str) -> LoadedTra
             except Exception as exc:
                 raise ModelLoadError(f"transformers could not load {model!r}: {exc}") from exc
             net.eval()
-            loaded = LoadedTransformer(model=net, tokenizer=tokenizer, source=model)
-            vocab = tokenizer.get_vocab()
-            loaded.eog = {vocab[t] for t in _EOG_TEXTS if t in vocab}
-            if tokenizer.eos_token_id is not None:
-                loaded.eog.add(int(tokenizer.eos_token_id))
-            _LOADED[key] = loaded
+            _LOADED[key] = TransformersEngine(net, tokenizer, model, n_ctx)
         return _LOADED[key]
 
 
@@ -123,142 +235,12 @@ class TransformersChatModel(LocalChatModel):
     dtype: str = Field("float32", description="torch dtype to load the weights in")
     n_ctx: int = Field(4096, ge=64)
 
-    _loaded: LoadedTransformer | None = PrivateAttr(None)
-
     @property
     def _llm_type(self) -> str:
         return "transformers"
 
-    @property
-    def loaded(self) -> LoadedTransformer:
-        if self._loaded is None:
-            self._loaded = load_transformer(self.model, self.gguf_file, self.dtype)
-        return self._loaded
-
-    # ---- engine hooks -------------------------------------------------------------
-
-    def _lock(self) -> threading.Lock:
-        return self.loaded.lock
-
-    def _n_ctx(self) -> int:
-        return self.n_ctx
-
-    def _chat_template(self) -> tuple[str, str, str]:
-        tok = self.loaded.tokenizer
-        return tok.chat_template or CHATML_TEMPLATE, tok.bos_token or "", tok.eos_token or ""
-
-    def _encode(self, text: str) -> list[int]:
-        tok = self.loaded.tokenizer
-        bos = tok.bos_token or ""
-        add = not (bos and text.startswith(bos))
-        return list(tok(text, add_special_tokens=add)["input_ids"])
-
-    def _piece(self, token: int) -> bytes:
-        pieces = self.loaded.pieces
-        if token not in pieces:
-            tok = self.loaded.tokenizer
-            text = tok.convert_ids_to_tokens(token)
-            if text is not None and all(c in _BYTE_DECODER for c in text):
-                pieces[token] = bytes(_BYTE_DECODER[c] for c in text)
-            else:
-                pieces[token] = tok.decode([token]).encode("utf-8")
-        return pieces[token]
-
-    def _is_eog(self, token: int) -> bool:
-        return token in self.loaded.eog
-
-    def _generate_tokens(
-        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
-    ) -> Generator[int, None, None]:
-        torch, _ = _require()
-        generator = torch.Generator()
-        if sampling.seed is not None:
-            generator.manual_seed(sampling.seed)
-        else:
-            generator.seed()
-        matcher, bitmask = self._matcher(schema) if schema is not None else (None, None)
-        tokens = list(prompt)
-        while True:
-            logits = torch.from_numpy(self.logits_unlocked(tokens, len(tokens) - 1)[0])
-            if matcher is not None and bitmask is not None:
-                import xgrammar as xgr
-
-                matcher.fill_next_token_bitmask(bitmask)
-                row = logits.unsqueeze(0)
-                xgr.apply_token_bitmask_inplace(row, bitmask)
-                logits = row[0]
-            token = sample(logits, sampling, generator)
-            if matcher is not None:
-                matcher.accept_token(token)
-            yield token
-            tokens.append(token)
-
-    def _matcher(self, schema: dict[str, Any]) -> tuple[Any, Any]:
-        try:
-            import xgrammar as xgr
-        except ImportError as exc:
-            raise ConfigurationError(
-                "constrained decoding with transformers needs xgrammar",
-                hint="pip install 'collab-agents[transformers]'",
-            ) from exc
-        loaded = self.loaded
-        if loaded.grammar_compiler is None:
-            info = xgr.TokenizerInfo.from_huggingface(
-                loaded.tokenizer, vocab_size=loaded.model.config.vocab_size
-            )
-            loaded.grammar_compiler = xgr.GrammarCompiler(info)
-        compiled = loaded.grammar_compiler.compile_json_schema(json.dumps(schema))
-        matcher = xgr.GrammarMatcher(compiled)
-        bitmask = xgr.allocate_token_bitmask(1, loaded.model.config.vocab_size)
-        return matcher, bitmask
-
-    # ---- token-level protocol -----------------------------------------------------
-
-    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
-        tok = self.loaded.tokenizer
-        return list(
-            tok(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
-        )
-
-    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
-        return str(self.loaded.tokenizer.decode(list(tokens), skip_special_tokens=not special))
-
-    def logits_unlocked(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
-        torch, transformers = _require()
-        loaded = self.loaded
-        toks = list(tokens)
-        n = len(toks)
-        if not 0 <= first <= n:  # first == n: only fill the cache
-            raise ValueError(f"first={first} must index into the {n} tokens")
-        if n > self.n_ctx:
-            raise ContextLengthError(
-                f"{n} tokens do not fit the context of {self.n_ctx}",
-                hint="shorten the input, or raise n_ctx",
-            )
-        prefix = 0
-        for a, b in zip(loaded.cached, toks, strict=False):
-            if a != b:
-                break
-            prefix += 1
-        keep = min(prefix, first)
-        if loaded.cache is None or keep == 0:
-            loaded.cache = transformers.DynamicCache()
-            keep = 0
-        elif keep < len(loaded.cached):
-            loaded.cache.crop(keep - len(loaded.cached))  # negative: tokens to drop
-        vocab = int(loaded.model.config.vocab_size)
-        if keep == n:  # all cached, no rows asked for
-            loaded.cached = toks
-            return np.empty((0, vocab), dtype=np.float32)
-        with torch.inference_mode():
-            out = loaded.model(
-                input_ids=torch.tensor([toks[keep:]]),
-                past_key_values=loaded.cache,
-                use_cache=True,
-            )
-        loaded.cached = toks
-        rows = out.logits[0, first - keep :].float().numpy()
-        return np.ascontiguousarray(rows, dtype=np.float32)
+    def _load_engine(self) -> TransformersEngine:
+        return load_transformer(self.model, self.gguf_file, self.dtype, self.n_ctx)
 
 
 def sample(logits: Any, sampling: Sampling, generator: Any) -> int:

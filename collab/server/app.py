@@ -3,8 +3,7 @@
 Routes: ``POST /v1/chat/completions`` (plain and SSE streaming, tools in and
 out, ``usage``, and a ``collab`` object with the trace), ``GET /v1/models``,
 ``GET /health`` and the web chat at ``/``. Errors have OpenAI's shape
-(``{"error": {"message", "type", "param", "code"}}``) and 4xx codes for
-anything the client can fix.
+(``collab.server.errors``) and 4xx codes for anything the client can fix.
 """
 
 from __future__ import annotations
@@ -17,25 +16,17 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from collab.errors import (
-    CapabilityError,
-    CollabError,
-    ConfigurationError,
-    ContextLengthError,
-    ModelOutputError,
-    ModelUnavailableError,
-    PolicyError,
-)
+from collab.errors import CollabError
+from collab.server.errors import BodyLimit, collab_message, install_error_handlers, status_of
 from collab.server.protocol import (
     ChatRequest,
     Limits,
@@ -48,7 +39,7 @@ from collab.server.protocol import (
     finish_reason,
     usage,
 )
-from collab.server.workflows import QueueFullError, Workflow
+from collab.server.workflows import Workflow
 from collab.strategies.base import gather
 from collab.trace import Trace
 
@@ -56,62 +47,20 @@ log = logging.getLogger("collab.server")
 _BEARER = HTTPBearer(auto_error=False, description="the server's API key, when it has one")
 T = TypeVar("T")
 
-# (HTTP status, error type, error code) per collab error, most specific first.
-_ERRORS: list[tuple[type[CollabError], int, str, str]] = [
-    (QueueFullError, 429, "rate_limit_error", "queue_full"),
-    (ContextLengthError, 400, "invalid_request_error", "context_length_exceeded"),
-    (PolicyError, 400, "invalid_request_error", "policy_refused"),
-    (CapabilityError, 400, "invalid_request_error", "unsupported"),
-    (ConfigurationError, 400, "invalid_request_error", "invalid_value"),
-    (ModelUnavailableError, 503, "server_error", "llm_unavailable"),
-    (ModelOutputError, 502, "server_error", "model_output"),
-]
+
+@dataclass
+class ServerState:
+    """What the routes share: the workflows, the key, the limits, and the outcome counts."""
+
+    workflows: dict[str, Workflow]
+    api_key: str | None
+    limits: Limits
+    counts: Counter[str] = field(default_factory=Counter)
 
 
-def _status_of(exc: CollabError) -> tuple[int, str, str]:
-    for kind, status, error_type, code in _ERRORS:
-        if isinstance(exc, kind):
-            return status, error_type, code
-    return 500, "server_error", "internal"
-
-
-def _collab_message(exc: CollabError) -> str:
-    return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-
-
-class PayloadTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body over {limit} bytes")
-
-
-class BodyLimit:
-    """Refuses bodies over ``max_bytes`` with 413, declared or not, before they are parsed."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            body = error_body(f"request body over {self.max_bytes} bytes", code="body_too_large")
-            await JSONResponse(body, status_code=413)(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(self.max_bytes)
-            return message
-
-        await self.app(scope, counted, send)
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.collab
+    return state
 
 
 class ClientGoneError(Exception):
@@ -153,6 +102,108 @@ def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
+async def _authorized(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> None:
+    api_key = _state(request).api_key
+    if api_key is None:
+        return
+    given = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
+
+
+router = APIRouter()
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(_authorized)])
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    gates = {id(w.gate): w.gate for w in state.workflows.values() if w.gate is not None}
+    return {
+        "status": "ok",
+        "models": list(state.workflows),
+        "waiting": sum(g.waiting for g in gates.values()),
+        "requests": {k: state.counts[k] for k in ("completed", "cancelled", "failed")},
+    }
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def web_chat() -> str:
+    return (resources.files("collab.server") / "chat.html").read_text(encoding="utf-8")
+
+
+@v1.get("/models")
+async def models(request: Request) -> dict[str, Any]:
+    created = int(time.time())
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "collab",
+         "description": w.description}
+        for name, w in _state(request).workflows.items()
+    ]  # fmt: skip
+    return {"object": "list", "data": data}
+
+
+def _refusal(state: ServerState, body: ChatRequest) -> tuple[Workflow, str | None, str | None]:
+    """The workflow ``body`` asks for, or why it is refused (message, param)."""
+    workflow = state.workflows.get(body.model)
+    if workflow is None:
+        raise HTTPException(
+            404, f"no model {body.model!r}; this server has {', '.join(state.workflows)}"
+        )
+    refusal = body.refusal(state.limits)
+    if refusal:
+        return workflow, refusal, None
+    if workflow.agent and body.tools:
+        why = (
+            f"{workflow.name} runs its own tools; send tools to collab-auto or "
+            "collab-slm to have the calls returned to you"
+        )
+        return workflow, why, "tools"
+    return workflow, None, None
+
+
+@v1.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, request: Request) -> Response | dict[str, Any]:
+    state = _state(request)
+    workflow, refusal, param = _refusal(state, body)
+    if refusal:
+        code = "limit_exceeded" if param is None else None
+        return JSONResponse(error_body(refusal, param=param, code=code), status_code=400)
+    try:
+        messages = body.messages_in()
+    except ValueError as exc:
+        return JSONResponse(error_body(f"messages: {exc}", param="messages"), status_code=400)
+    if workflow.gate is not None:
+        workflow.gate.check()
+    cid = completion_id()
+    pieces = _answer(workflow, messages, body.params(state.limits))
+    try:
+        if not body.stream:
+            message = await until_disconnected(request, _collect(pieces))
+            state.counts["completed"] += 1
+            trace = Trace.from_metadata(message.response_metadata)
+            return completion(cid, body.model, message, attribution(trace, workflow.llm_price))
+        # Wait for the first piece before answering 200, so that errors that
+        # happen up front (queue, context length, policy) get their status.
+        first = await until_disconnected(request, anext(pieces, None))
+    except ClientGoneError:
+        state.counts["cancelled"] += 1
+        await pieces.aclose()
+        return Response(status_code=499)
+    except BaseException:
+        state.counts["failed"] += 1
+        await pieces.aclose()
+        raise
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    events = _events(cid, body.model, workflow, first, pieces, include_usage, state.counts)
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
 def create_app(
     workflows: dict[str, Workflow],
     *,
@@ -168,128 +219,11 @@ def create_app(
         title="collab",
         summary="An OpenAI-compatible endpoint over a local SLM and a remote LLM",
     )
+    app.state.collab = ServerState(workflows, api_key, limits)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    counts = Counter[str]()  # answers completed, cancelled by their client, failed
-
-    async def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    ) -> None:
-        if api_key is None:
-            return
-        given = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = exc.errors()
-        first = problems[0] if problems else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        text = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
-            for e in problems[:5]
-        )
-        return JSONResponse(error_body(text, param=where or None), status_code=400)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        kind = {401: "authentication_error", 404: "not_found_error"}.get(
-            exc.status_code, "invalid_request_error"
-        )
-        code = {401: "invalid_api_key", 413: "body_too_large"}.get(exc.status_code)
-        return JSONResponse(
-            error_body(str(exc.detail), kind, code=code),
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
-
-    @app.exception_handler(CollabError)
-    async def collab_error(_: Request, exc: CollabError) -> JSONResponse:
-        status, kind, code = _status_of(exc)
-        return JSONResponse(error_body(_collab_message(exc), kind, code=code), status_code=status)
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        gates = {id(w.gate): w.gate for w in workflows.values() if w.gate is not None}
-        return {
-            "status": "ok",
-            "models": list(workflows),
-            "waiting": sum(g.waiting for g in gates.values()),
-            "requests": {k: counts[k] for k in ("completed", "cancelled", "failed")},
-        }
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def web_chat() -> str:
-        return (resources.files("collab.server") / "chat.html").read_text(encoding="utf-8")
-
-    @app.get("/v1/models", dependencies=[Depends(authorized)])
-    async def models() -> dict[str, Any]:
-        created = int(time.time())
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "collab",
-                    "description": w.description,
-                }
-                for name, w in workflows.items()
-            ],
-        }
-
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorized)], response_model=None)
-    async def chat_completions(body: ChatRequest, request: Request) -> Response | dict[str, Any]:
-        workflow = workflows.get(body.model)
-        if workflow is None:
-            raise HTTPException(
-                404, f"no model {body.model!r}; this server has {', '.join(workflows)}"
-            )
-        refusal = body.refusal(limits)
-        if refusal:
-            return JSONResponse(error_body(refusal, code="limit_exceeded"), status_code=400)
-        if workflow.agent and body.tools:
-            return JSONResponse(
-                error_body(
-                    f"{workflow.name} runs its own tools; send tools to collab-auto or "
-                    "collab-slm to have the calls returned to you",
-                    param="tools",
-                ),
-                status_code=400,
-            )
-        try:
-            messages = body.messages_in()
-        except ValueError as exc:
-            return JSONResponse(error_body(f"messages: {exc}", param="messages"), status_code=400)
-        if workflow.gate is not None:
-            workflow.gate.check()
-        params = body.params(limits)
-        cid = completion_id()
-        pieces = _answer(workflow, messages, params)
-        try:
-            if not body.stream:
-                message = await until_disconnected(request, _collect(pieces))
-                counts["completed"] += 1
-                trace = Trace.from_metadata(message.response_metadata)
-                return completion(cid, body.model, message, attribution(trace, workflow.llm_price))
-            # Wait for the first piece before answering 200, so that errors that
-            # happen up front (queue, context length, policy) get their status.
-            first = await until_disconnected(request, anext(pieces, None))
-        except ClientGoneError:
-            counts["cancelled"] += 1
-            await pieces.aclose()
-            return Response(status_code=499)
-        except BaseException:
-            counts["failed"] += 1
-            await pieces.aclose()
-            raise
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(cid, body.model, workflow, first, pieces, include_usage, counts)
-        return StreamingResponse(
-            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-        )
-
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(v1)
     return app
 
 
@@ -318,8 +252,8 @@ async def _events(
                 yield _sse(chunk(cid, model, delta))
     except CollabError as exc:
         outcome = "failed"
-        _, kind, code = _status_of(exc)
-        yield _sse(error_body(_collab_message(exc), kind, code=code))
+        _, kind, code = status_of(exc)
+        yield _sse(error_body(collab_message(exc), kind, code=code))
         return
     except Exception:
         outcome = "failed"

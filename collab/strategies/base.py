@@ -21,8 +21,9 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
-from collab.models.base import iterate_in_thread, text_content
-from collab.models.local import LocalChatModel
+from collab.messages import as_ai_message, as_chunk
+from collab.models.base import iterate_in_thread
+from collab.models.profile import location_of
 from collab.trace import TRACE_KEY, ModelCall, Trace, stopwatch
 
 
@@ -56,9 +57,7 @@ class Strategy(ABC):
 def gather(chunks: Iterator[AIMessageChunk]) -> AIMessage:
     """One message from a stream of chunks."""
     total = sum(chunks, AIMessageChunk(content=""))
-    message = message_chunk_to_message(total)
-    assert isinstance(message, AIMessage)
-    return message
+    return as_ai_message(message_chunk_to_message(total))
 
 
 def model_name(model: BaseChatModel) -> str:
@@ -67,10 +66,6 @@ def model_name(model: BaseChatModel) -> str:
         if isinstance(value, str) and value:
             return value
     return type(model).__name__
-
-
-def is_local(model: BaseChatModel) -> bool:
-    return isinstance(model, LocalChatModel)
 
 
 def trace_of(message: BaseMessage, model: BaseChatModel, role: str) -> Trace:
@@ -84,7 +79,7 @@ def trace_of(message: BaseMessage, model: BaseChatModel, role: str) -> Trace:
             calls=[
                 ModelCall(
                     model=model_name(model),
-                    location="local" if is_local(model) else "remote",
+                    location=location_of(model),
                     input_tokens=usage.get("input_tokens", 0),
                     output_tokens=usage.get("output_tokens", 0),
                 )
@@ -100,8 +95,7 @@ def ask(
 ) -> tuple[AIMessage, Trace]:
     """One whole answer from ``model``, with its trace."""
     with stopwatch() as watch:
-        message = model.invoke(list(messages), **kwargs)
-    assert isinstance(message, AIMessage)
+        message = as_ai_message(model.invoke(list(messages), **kwargs))
     trace = trace_of(message, model, role)
     if len(trace.calls) == 1 and not trace.calls[0].latency_s:
         trace.calls[0].latency_s = watch.elapsed
@@ -121,8 +115,8 @@ def relay(
     with this call and closed into the final chunk.
     """
     total: AIMessageChunk | None = None
-    for chunk in model.stream(list(messages), **kwargs):
-        assert isinstance(chunk, AIMessageChunk)
+    for piece in model.stream(list(messages), **kwargs):
+        chunk = as_chunk(piece)
         total = chunk if total is None else total + chunk
         if chunk.content or chunk.tool_call_chunks:
             yield AIMessageChunk(
@@ -150,11 +144,3 @@ def answer_chunks(message: AIMessage, trace: Trace) -> Iterator[AIMessageChunk]:
             ],
         )
     yield final_chunk(trace, message.response_metadata)
-
-
-def question_text(messages: Sequence[BaseMessage]) -> str:
-    """The last human turn's text: what a judge or scorer is asked about."""
-    for message in reversed(messages):
-        if message.type == "human":
-            return text_content(message.content)
-    return text_content(messages[-1].content) if messages else ""

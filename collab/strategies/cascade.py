@@ -68,16 +68,20 @@ class Cascade(Strategy):
     ) -> None:
         self.slm, self.llm, self.signal, self.threshold = slm, llm, signal, threshold
 
-    def first_answer(
-        self, messages: Sequence[BaseMessage], **kwargs: Any
-    ) -> tuple[AIMessage, Trace, float]:
-        """The SLM's answer, its trace, and the signal's confidence in it."""
-        answer, trace = ask(self.slm, messages, "slm", **kwargs)
+    def judge(self, messages: Sequence[BaseMessage], answer: AIMessage, trace: Trace) -> bool:
+        """Whether ``answer`` must go to the LLM; ``trace`` gets the confidence and the reason."""
         with stopwatch() as watch:
             confidence = self.signal.confidence(messages, answer)
         trace.extra[f"confidence_{self.signal.name}"] = round(confidence, 4)
         trace.extra["signal_s"] = round(watch.elapsed, 3)
-        return answer, trace, confidence
+        trace.strategy = self.name
+        verdict = f"{self.signal.name} confidence {confidence:.2f}"
+        if confidence >= self.threshold:
+            trace.reason = f"{verdict} >= {self.threshold:.2f}: SLM answer kept"
+            return False
+        trace.reason = f"{verdict} < {self.threshold:.2f}: escalated to the LLM"
+        trace.escalations.append(verdict)
+        return True
 
     def calibrate(self, records: Sequence[Record], quality: float) -> Operating:
         """Set the threshold that reaches ``quality`` at least cost on ``records``."""
@@ -86,13 +90,8 @@ class Cascade(Strategy):
         return point
 
     def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Iterator[AIMessageChunk]:
-        answer, trace, confidence = self.first_answer(messages, **kwargs)
-        trace.strategy = self.name
-        verdict = f"{self.signal.name} confidence {confidence:.2f}"
-        if confidence >= self.threshold:
-            trace.reason = f"{verdict} >= {self.threshold:.2f}: SLM answer kept"
+        answer, trace = ask(self.slm, messages, "slm", **kwargs)
+        if self.judge(messages, answer, trace):
+            yield from relay(self.llm, messages, "llm", trace, **kwargs)
+        else:
             yield from answer_chunks(answer, trace)
-            return
-        trace.reason = f"{verdict} < {self.threshold:.2f}: escalated to the LLM"
-        trace.escalations.append(verdict)
-        yield from relay(self.llm, messages, "llm", trace, **kwargs)

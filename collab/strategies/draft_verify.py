@@ -13,8 +13,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from pydantic import BaseModel, Field
 
-from collab.models.base import text_content
-from collab.strategies.base import Strategy, answer_chunks, ask, question_text, relay, trace_of
+from collab.messages import as_ai_message, question_text, text_content
+from collab.strategies.base import Strategy, answer_chunks, ask, relay, trace_of
 from collab.trace import Trace, stopwatch
 
 
@@ -49,26 +49,32 @@ class DraftVerify(Strategy):
         draft, trace = ask(self.slm, messages, "drafter", **kwargs)
         return self.review(messages, draft, trace, **kwargs)
 
+    def verdict(
+        self, question: str, draft: str, max_tokens: int | None = None
+    ) -> tuple[bool | None, Trace]:
+        """The LLM's verdict on ``draft`` (None: its review could not be read), and its trace."""
+        review = [HumanMessage(REVIEW.format(question=question, draft=draft))]
+        reviewer = self.llm.with_structured_output(Verdict, include_raw=True)
+        with stopwatch() as watch:
+            out = reviewer.invoke(review, max_tokens=max_tokens)
+        raw = as_ai_message(out.get("raw") if isinstance(out, dict) else None)
+        parsed = out.get("parsed") if isinstance(out, dict) else None
+        trace = trace_of(raw, self.llm, "verifier")
+        if len(trace.calls) == 1 and not trace.calls[0].latency_s:
+            trace.calls[0].latency_s = watch.elapsed
+        return (parsed.approve if isinstance(parsed, Verdict) else None), trace
+
     def review(
         self, messages: Sequence[BaseMessage], draft: AIMessage, trace: Trace, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
         """The LLM's review of ``draft`` (with its ``trace``), as the strategy's stream."""
         trace.strategy = self.name
-        review = [HumanMessage(REVIEW.format(question=question_text(messages),
-                                             draft=text_content(draft.content)))]  # fmt: skip
-        reviewer = self.llm.with_structured_output(Verdict, include_raw=True)
-        with stopwatch() as watch:
-            out = reviewer.invoke(review, max_tokens=kwargs.get("max_tokens"))
-        assert isinstance(out, dict)
-        raw, verdict = out["raw"], out["parsed"]
-        review_trace = trace_of(raw, self.llm, "verifier")
-        if len(review_trace.calls) == 1 and not review_trace.calls[0].latency_s:
-            review_trace.calls[0].latency_s = watch.elapsed
+        question, text = question_text(messages), text_content(draft.content)
+        approved, review_trace = self.verdict(question, text, kwargs.get("max_tokens"))
         trace = trace.merge(review_trace)
         drafted = sum(c.output_tokens for c in trace.calls if c.role == "drafter")
         spent = sum(c.output_tokens for c in trace.calls if c.role == "verifier")
-        approved = isinstance(verdict, Verdict) and verdict.approve
-        trace.extra["approved"] = approved
+        trace.extra["approved"] = bool(approved)
         if approved:
             trace.extra["llm_output_tokens_saved"] = drafted - spent
             trace.reason = "the LLM approved the SLM's draft"
@@ -76,10 +82,9 @@ class DraftVerify(Strategy):
             return
         trace.reason = (
             "the LLM rejected the SLM's draft and corrected it"
-            if isinstance(verdict, Verdict)
+            if approved is False
             else "the LLM's review could not be read: the LLM answers"
         )
         trace.escalations.append("draft corrected")
-        correct = [HumanMessage(CORRECT.format(question=question_text(messages),
-                                               draft=text_content(draft.content)))]  # fmt: skip
+        correct = [HumanMessage(CORRECT.format(question=question, draft=text))]
         yield from relay(self.llm, correct, "llm", trace, **kwargs)

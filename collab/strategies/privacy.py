@@ -24,7 +24,8 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
-from collab.models.base import StreamFirstChatModel, to_openai_messages
+from collab.messages import as_chunk, to_openai_messages
+from collab.models.base import StreamFirstChatModel
 from collab.models.structured import structured_output
 from collab.trace import TRACE_KEY, Trace
 
@@ -241,8 +242,7 @@ class RemoteGate(StreamFirstChatModel):
         sent, audit = self._outgoing(messages)
         held: list[str] = []
         for chunk in self.inner.stream(sent, stop=stop, **kwargs):
-            assert isinstance(chunk, AIMessageChunk)
-            yield ChatGenerationChunk(message=self._restored(chunk, audit, held))
+            yield ChatGenerationChunk(message=self._restored(as_chunk(chunk), audit, held))
         yield from self._rest(held)
 
     async def _astream(
@@ -255,7 +255,6 @@ class RemoteGate(StreamFirstChatModel):
         sent, audit = self._outgoing(messages)
         held: list[str] = []
         async for chunk in self.inner.astream(sent, stop=stop, **kwargs):
-            assert isinstance(chunk, AIMessageChunk)
-            yield ChatGenerationChunk(message=self._restored(chunk, audit, held))
+            yield ChatGenerationChunk(message=self._restored(as_chunk(chunk), audit, held))
         for rest in self._rest(held):
             yield rest

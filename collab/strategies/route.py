@@ -18,8 +18,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from collab.errors import ConfigurationError
-from collab.models.local import LocalChatModel
-from collab.strategies.base import Strategy, question_text, relay
+from collab.messages import question_text
+from collab.models.base import ChatTokenModel
+from collab.strategies.base import Strategy, relay
 from collab.strategies.signals import yes_probability
 from collab.trace import ModelCall, Trace, stopwatch
 
@@ -42,7 +43,7 @@ CAN_ANSWER = (
 class SelfAssessment:
     """The SLM's own judgement: 1 - P(yes) to 'can you answer this correctly?'."""
 
-    model: LocalChatModel
+    model: ChatTokenModel
     name: str = "self_assessment"
 
     def difficulty(self, messages: Sequence[BaseMessage]) -> float:
@@ -124,7 +125,8 @@ class Route(Strategy):
             self.threshold = float(np.nextafter(scores.max(), np.inf))
         return self.threshold
 
-    def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Iterator[AIMessageChunk]:
+    def decide(self, messages: Sequence[BaseMessage]) -> tuple[bool, Trace]:
+        """Whether the LLM answers ``messages``; the trace holds the score and the reason."""
         with stopwatch() as watch:
             score = self.scorer.difficulty(messages)
         hard = score >= self.threshold
@@ -140,5 +142,9 @@ class Route(Strategy):
             trace.add(
                 ModelCall(model=name, location="local", latency_s=watch.elapsed, role="router")
             )
+        return hard, trace
+
+    def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Iterator[AIMessageChunk]:
+        hard, trace = self.decide(messages)
         target, role = (self.llm, "llm") if hard else (self.slm, "slm")
         return relay(target, messages, role, trace, **kwargs)

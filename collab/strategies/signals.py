@@ -21,9 +21,8 @@ from typing import Literal, Protocol
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel, ValidationError
 
-from collab.models.base import require_token_level, text_content
-from collab.models.local import LocalChatModel
-from collab.strategies.base import question_text
+from collab.messages import question_text, text_content
+from collab.models.base import ChatTokenModel
 
 
 class Signal(Protocol):
@@ -35,14 +34,13 @@ class Signal(Protocol):
         ...
 
 
-def yes_probability(model: LocalChatModel, prompt: str) -> float:
+def yes_probability(model: ChatTokenModel, prompt: str) -> float:
     """P(yes) / (P(yes) + P(no)) for the model's first answer token to a yes/no question."""
-    tl = require_token_level(model, "yes/no judgement")
     rendered = model.render([HumanMessage(prompt)])
-    top = tl.next_token_logprobs(tl.tokenize(rendered), 40)
+    top = model.next_token_logprobs(model.tokenize(rendered), 40)
     yes = no = 0.0
     for token, logp in top:
-        word = tl.detokenize([token]).strip().lower()
+        word = model.detokenize([token]).strip().lower()
         if word in {"yes", "y"}:
             yes += math.exp(logp)
         elif word in {"no", "n"}:
@@ -54,7 +52,7 @@ def yes_probability(model: LocalChatModel, prompt: str) -> float:
 class TokenLogprob:
     """The SLM's own probability of its answer, per token: geometric mean or minimum."""
 
-    model: LocalChatModel
+    model: ChatTokenModel
     reduce: Literal["mean", "min"] = "mean"
 
     @property
@@ -63,10 +61,9 @@ class TokenLogprob:
 
     def logprobs(self, messages: Sequence[BaseMessage], answer: AIMessage) -> list[float]:
         """The model's log-probability of each token of ``answer``, after ``messages``."""
-        tl = require_token_level(self.model, "log-probability confidence")
-        prompt = tl.tokenize(self.model.render(list(messages)))
-        tokens = tl.tokenize(text_content(answer.content), special=False)
-        return tl.continuation_logprobs(prompt, tokens)
+        prompt = self.model.tokenize(self.model.render(list(messages)))
+        tokens = self.model.tokenize(text_content(answer.content), special=False)
+        return self.model.continuation_logprobs(prompt, tokens)
 
     def reduced(self, logps: Sequence[float]) -> float:
         if not logps:
@@ -87,7 +84,7 @@ SELF_CHECK = (
 class SelfVerification:
     """The SLM judges its own answer against the question: P(yes)."""
 
-    model: LocalChatModel
+    model: ChatTokenModel
     name: str = "self_verification"
 
     def confidence(self, messages: Sequence[BaseMessage], answer: AIMessage) -> float:

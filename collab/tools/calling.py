@@ -25,8 +25,8 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.tools import BaseTool
 
 from collab.errors import CollabError, ConfigurationError
-from collab.models.base import text_content
-from collab.models.local import LocalChatModel
+from collab.messages import as_ai_message, text_content
+from collab.models.profile import profile_of
 from collab.tools.grounding import Conversation, drop_ungrounded, placeholder
 from collab.tools.select import select_tools
 from collab.tools.spec import make_tools, parameters, validate_args
@@ -154,20 +154,16 @@ class ToolCaller:
         role: str,
     ) -> tuple[AIMessage | None, str | None]:
         """The model's reply and what is wrong with its calls (None: nothing)."""
-        kwargs: dict[str, Any] = {}
-        if isinstance(model, LocalChatModel):
-            kwargs = {
-                "parallel_tool_calls": self.parallel,
-                "score_tool_calls": self.min_logprob is not None
-                or self.min_name_logprob is not None,
-            }
+        kwargs: dict[str, Any] = {"parallel_tool_calls": True} if self.parallel else {}
+        scored = self.min_logprob is not None or self.min_name_logprob is not None
+        if scored and profile_of(model).token_access == "exact":
+            kwargs["score_tool_calls"] = True
         try:
-            reply = model.bind_tools(offered, tool_choice=tool_choice, **kwargs).invoke(
-                list(messages)
+            reply = as_ai_message(
+                model.bind_tools(offered, tool_choice=tool_choice, **kwargs).invoke(list(messages))
             )
         except CollabError as exc:
             return None, f"{type(exc).__name__}: {exc.message}"
-        assert isinstance(reply, AIMessage)
         trace = Trace.from_metadata(reply.response_metadata)
         for call in trace.calls:
             call.role = role

@@ -27,7 +27,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.tool import ToolCall
 
-from collab.models.base import text_content
+from collab.messages import text_content
 
 _WORD = re.compile(r"[^\W_]+")
 # "1,000,000.5" is one number (commas group thousands); "46.6,1.88" is two.

@@ -19,7 +19,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, ValidationError
 
 from collab.errors import ConfigurationError
-from collab.models.base import to_openai_tools
+from collab.models.tool_format import to_openai_tools
 
 OPTIONS_KEY = "collab"
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from collab.errors import CapabilityError, ConfigurationError, TextRoundTripError
-from collab.models.base import require_token_level, vocab_fingerprint
-from collab.models.local import LocalChatModel, Sampling
-from collab.models.openai import UNNAMED, OpenAICompatibleChatModel
-from collab.strategies.acceptance import Probs, processed_probs
+from collab.models.base import vocab_fingerprint
+from collab.models.engine import Engine, Sampling, eos_token
+from collab.models.profile import profile_of
+from collab.models.prompt_logprobs import UNNAMED
+from collab.speculative.acceptance import Probs, processed_probs
 
 
 class Verifier(Protocol):
@@ -39,23 +40,38 @@ class Verifier(Protocol):
         ...
 
 
+class PromptScorer(Protocol):
+    """A server model that reads a prompt and returns its log-probabilities
+    (``collab.models.openai.OpenAICompatibleChatModel``)."""
+
+    base_url: str
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
+
+    def prompt_logprob_rows(
+        self, tokens: list[int], *, first: int = 0, text: str | None = None
+    ) -> list[dict[int, float]]: ...
+
+    def greedy_next(self, tokens: list[int], text: str | None = None) -> int | None: ...
+
+
 @dataclass
 class LocalVerifier:
     """An in-process target; its KV cache keeps the verified prefix across rounds."""
 
-    model: LocalChatModel
+    model: Engine
     name: str = "in-process"
 
     def prefill(self, tokens: Sequence[int]) -> None:
         if len(tokens) > 1:
-            self.model.logits_unlocked(tokens[:-1], len(tokens) - 1)
+            self.model.logits(tokens[:-1], len(tokens) - 1)
 
     def argmax(self, tokens: Sequence[int], first: int) -> list[int]:
-        logits = self.model.logits_unlocked(tokens, first)
+        logits = self.model.logits(tokens, first)
         return [int(t) for t in np.argmax(logits, axis=-1)]
 
     def probs(self, tokens: Sequence[int], first: int, sampling: Sampling) -> Probs:
-        logits = self.model.logits_unlocked(tokens, first)
+        logits = self.model.logits(tokens, first)
         return processed_probs(logits, sampling.temperature, sampling.top_k, sampling.top_p)
 
 
@@ -73,15 +89,21 @@ class RemoteVerifier:
     end-of-text token, part of a UTF-8 character) is asked of it directly.
     """
 
-    model: OpenAICompatibleChatModel
-    twin: LocalChatModel | None = None
+    model: PromptScorer
+    twin: Engine | None = None
     name: str = "remote"
 
     def __post_init__(self) -> None:
-        caps = self.model.server_capabilities()
-        if not caps.token_prompts and self.twin is None:
+        profile = profile_of(self.model)
+        if not profile.prompt_logprobs:
             raise CapabilityError(
-                f"{self.model.base_url} ({caps.kind}) takes only text prompts, so it cannot "
+                f"{self.model.base_url} returns no prompt log-probabilities, which "
+                "verification needs",
+                hint="start llama-cpp-python's server with --logits_all true, or use vLLM",
+            )
+        if not profile.token_prompts and self.twin is None:
+            raise CapabilityError(
+                f"{self.model.base_url} takes only text prompts, so it cannot "
                 "score drafted token ids without a local model that writes them as text",
                 hint="pass twin= (the draft model, which shares the server model's "
                 "tokenizer), or use SpeculativeChatModel.remote(draft, server)",
@@ -113,14 +135,18 @@ class RemoteVerifier:
                 seen = tokens[: first + 1 + i]
                 asked = self.model.greedy_next(seen, self._text(seen))
                 if asked is None:  # the server ends its text here
-                    assert self.twin is not None
-                    return [*best, self.twin.eos_token()]
+                    return [*best, self._end_of_text()]
                 choice = asked
             best.append(choice)
             drafted = first + 1 + i
             if drafted >= end or tokens[drafted] != choice:
                 break  # what follows a rejected token is never looked at
         return best
+
+    def _end_of_text(self) -> int:
+        if self.twin is None:
+            raise CapabilityError(f"{self.model.base_url} ended its text where no token names it")
+        return eos_token(self.twin)
 
     def _text(self, tokens: list[int]) -> str | None:
         return None if self.twin is None else self.twin.detokenize(tokens, special=True)
@@ -133,14 +159,13 @@ class RemoteVerifier:
         )
 
 
-def check_same_vocabulary(draft: object, target: object) -> None:
+def check_same_vocabulary(draft: Any, target: Any) -> None:
     """Refuse a pair whose tokenizers differ: their token ids would mean different text."""
-    a = vocab_fingerprint(require_token_level(draft, "drafting"))
-    b = vocab_fingerprint(require_token_level(target, "verifying drafts"))
+    a, b = vocab_fingerprint(draft), vocab_fingerprint(target)
     if a != b:
         raise ConfigurationError(
-            f"draft model {getattr(draft, 'model', draft)!r} and target "
-            f"{getattr(target, 'model', target)!r} tokenize differently "
+            f"draft model {getattr(draft, 'name', draft)!r} and target "
+            f"{getattr(target, 'name', getattr(target, 'model', target))!r} tokenize differently "
             f"(fingerprints {a} vs {b})",
             hint="speculative decoding needs a draft model from the target's family "
             "(same tokenizer), or the n-gram drafter",

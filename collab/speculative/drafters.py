@@ -1,7 +1,7 @@
 """Drafters for speculative decoding: where the candidate tokens come from.
 
 A drafter proposes up to ``k`` tokens after a context and learns how many were
-accepted; verification lives in the decoding loop (``speculative.py``).
+accepted; verification lives in the decoding loop (``collab.speculative.decoder``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from collab.models.local import LocalChatModel, Sampling
+from collab.models.engine import Sampling
+from collab.models.local import LocalChatModel
+from collab.speculative.acceptance import processed_probs
 
 
 @dataclass
@@ -75,7 +77,7 @@ class ModelDrafter:
     Greedy drafts at temperature 0; otherwise samples from the processed draft
     distribution ``q`` and returns it, as exact speculative sampling needs.
     Sampling settings left as None follow the request's (the closer q is to
-    the target's p, the more drafts are kept). The caller holds the model's lock.
+    the target's p, the more drafts are kept). The caller holds the model's engine lock.
     """
 
     model: LocalChatModel
@@ -90,22 +92,21 @@ class ModelDrafter:
         self._rng = np.random.default_rng(self.seed)
 
     def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
-        from collab.strategies.acceptance import processed_probs
-
         request = sampling or Sampling(temperature=0.0)
         temperature = request.temperature if self.temperature is None else self.temperature
         top_k = request.top_k if self.top_k is None else self.top_k
         top_p = request.top_p if self.top_p is None else self.top_p
+        engine = self.model.engine
         ctx = list(context)
         out: list[int] = []
         rows = []
         # Catch up on the context first (the prompt, or what the target wrote while
         # speculation was off): timed apart, as the price of drafting at all.
         caught = time.perf_counter()
-        self.model.logits_unlocked(ctx[:-1], len(ctx) - 1)
+        engine.logits(ctx[:-1], len(ctx) - 1)
         start = time.perf_counter()
         for _ in range(k):
-            logits = self.model.logits_unlocked(ctx, len(ctx) - 1)[0]
+            logits = engine.logits(ctx, len(ctx) - 1)[0]
             if temperature <= 0:
                 token = int(np.argmax(logits))
             else:
@@ -114,7 +115,7 @@ class ModelDrafter:
                 rows.append(q)
             out.append(token)
             ctx.append(token)
-            if self.model._is_eog(token):
+            if engine.is_eog(token):
                 break  # nothing after the end of the turn is ever used
         probs = np.stack(rows) if rows else None
         k = len(out)
@@ -126,9 +127,10 @@ class ModelDrafter:
 
     def step_seconds(self, token: int) -> float:
         """What one draft step costs, timed on a one-token context (no catch-up)."""
-        self.model.logits_unlocked([token], 0)  # warm
+        engine = self.model.engine
+        engine.logits([token], 0)  # warm
         start = time.perf_counter()
-        self.model.logits_unlocked([token], 0)
+        engine.logits([token], 0)
         return time.perf_counter() - start
 
 

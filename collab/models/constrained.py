@@ -1,0 +1,205 @@
+"""Grammar-constrained tool calls and structured output over an ``Engine``.
+
+A call is decoded under a JSON-schema grammar, so it always parses. Greedy
+decoding picks a tool token by token, which can favour a name whose first
+piece is likely over one likelier as a whole ("get_culture" over
+"get_monarchs"): a single greedy call has its tool chosen over whole names,
+and is written again for the likeliest tool when it picked another. With
+``score``, how likely the free model finds the call it was held to goes into
+``response_metadata["tool_call_logprob"]``, a confidence signal. Every
+function here expects the caller to hold ``engine.lock``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from langchain_core.messages import AIMessageChunk
+from langchain_core.messages.tool import tool_call_chunk
+
+from collab.errors import ModelOutputError
+from collab.models.decoding import RunStats, decode_text
+from collab.models.engine import Engine, Sampling, continuation_logprobs
+from collab.models.tool_format import (
+    CALL_START,
+    TOOL_CALL_MIN_TOKENS,
+    bounded,
+    new_tool_call_id,
+    parse_tool_call,
+    tool_call_schema,
+)
+
+# Most calls a reply with parallel_tool_calls=True may hold.
+MAX_PARALLEL = 8
+# Where the value of a call's "name" starts, in the JSON that a grammar let through.
+NAME_VALUE = re.compile(r'"name"\s*:\s*"')
+PARALLEL_HINT = (
+    "To call several functions, or one function several times, put every call in one "
+    'JSON list: [{"name": ..., "arguments": ...}, ...].'
+)
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    parallel: bool = False  # a JSON array of calls instead of one call
+    score: bool = False  # report the call's log-probability under the free model
+
+
+def call_probability(engine: Engine, prompt: list[int], opening: str, stats: RunStats) -> float:
+    """The probability the model gives to opening a tool call after ``prompt``."""
+    tokens = engine.tokenize(opening + CALL_START)
+    probability = float(np.exp(continuation_logprobs(engine, prompt, tokens).sum()))
+    stats.metadata["tool_call_probability"] = probability
+    return probability
+
+
+def forced_call(
+    engine: Engine,
+    prompt_text: str,
+    opening: str,
+    sampling: Sampling,
+    tools: list[dict[str, Any]],
+    names: list[str] | None,
+    stats: RunStats,
+    calls: CallSettings,
+) -> str:
+    """JSON of one call to one of ``names`` (all tools if None), grammar-constrained.
+
+    ``opening``: what the model writes before the call's JSON. With
+    ``calls.parallel`` the JSON is an array of one or more calls.
+    """
+    offered = names or [t["function"]["name"] for t in tools]
+    # A call cut short is no call: give it room to close its (bounded) JSON.
+    budget = max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
+    schema = tool_call_schema(tools, offered)
+    if calls.parallel:
+        schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": MAX_PARALLEL}
+        budget *= 2
+        # Templates with native tools teach one tagged call per block, and small
+        # models end their turn after the first; a fenced JSON list (what the
+        # prompt asks for, see PARALLEL_HINT) is what they write for several.
+        opening = "```json\n" if opening else opening
+    prefilled = engine.encode_prompt(prompt_text + opening)
+    free = replace(sampling, stop=[], max_tokens=budget)
+    text = "".join(decode_text(engine, prefilled, free, schema, stats))
+    stats.finish_reason = "tool_calls"
+    greedy_one = not calls.parallel and sampling.temperature == 0
+    choice = name_logprobs(engine, prefilled, text, offered) if greedy_one or calls.score else None
+    if choice and greedy_one:
+        chosen, logprobs = choice
+        best = max(logprobs, key=logprobs.__getitem__)
+        if best != chosen:
+            schema = tool_call_schema(tools, [best])
+            text = "".join(decode_text(engine, prefilled, free, schema, stats))
+            choice = best, logprobs
+            stats.metadata["tool_rechosen"] = {"from": chosen, "to": best}
+    if calls.score:
+        score_call(engine, prefilled, text, choice, stats)
+    return text
+
+
+def score_call(
+    engine: Engine,
+    prefilled: list[int],
+    text: str,
+    choice: tuple[str, dict[str, float]] | None,
+    stats: RunStats,
+) -> None:
+    """How likely the free model finds the call it was held to (a confidence signal).
+
+    The call's text is scored as the model's tokenizer writes it. The grammar
+    may have reached it through other tokens (``"}`` then ``}`` for ``"}}``),
+    which the free model finds unlikely for reasons that have nothing to do
+    with the call.
+    """
+    made = engine.tokenize(text, special=False)
+    if not made:
+        return
+    # The first token only says "a call starts" (tool_call_probability says
+    # how likely that was); the rest says how sure the model is of the call.
+    scores = continuation_logprobs(engine, prefilled, made)[1:]
+    scores = scores if scores.size else np.zeros(1)
+    stats.metadata["tool_call_logprob"] = {
+        "mean": float(scores.mean()),
+        "min": float(scores.min()),
+        "tokens": len(made),
+        "text": text,  # what was scored: the call's JSON as the model wrote it
+        # the tool called, and every tool offered, as log p among the tools offered
+        "name": choice[1][choice[0]] if choice else 0.0,
+        "names": choice[1] if choice else {},
+    }
+
+
+def name_logprobs(
+    engine: Engine, prefilled: list[int], text: str, names: list[str]
+) -> tuple[str, dict[str, float]] | None:
+    """The tool the (first) call in ``text`` chose, and log p of each of ``names``.
+
+    Each name is scored by the free model where the call wrote its own, and
+    the scores are normalised over ``names``. None with fewer than two names.
+    """
+    found = NAME_VALUE.search(text)
+    if found is None or len(names) < 2:
+        return None
+    chosen = text[found.end() :].split('"', 1)[0]
+    if chosen not in names:
+        return None
+    head = text[: found.end()]
+    tails = [engine.tokenize(head + name + '"', special=False) for name in names]
+    shared = 0  # tokens every tail starts with (each keeps at least one to score)
+    while shared < min(map(len, tails)) - 1 and len({t[shared] for t in tails}) == 1:
+        shared += 1
+    scores = np.array(
+        [continuation_logprobs(engine, [*prefilled, *t[:shared]], t[shared:]).sum() for t in tails],
+        dtype=np.float64,
+    )
+    normalised = scores - np.logaddexp.reduce(scores)
+    return chosen, {name: float(v) for name, v in zip(names, normalised, strict=True)}
+
+
+def structured_text(
+    engine: Engine,
+    prompt: list[int],
+    sampling: Sampling,
+    schema: dict[str, Any],
+    stats: RunStats,
+    cancel: threading.Event | None = None,
+) -> Iterator[str]:
+    """Text that matches ``schema`` (bounded so that it ends), with room to finish."""
+    room = replace(sampling, max_tokens=max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS))
+    yield from decode_text(engine, prompt, room, bounded(schema), stats, cancel)
+
+
+def tool_call_message(model: str, call_text: str) -> AIMessageChunk:
+    """The chunk carrying the call(s) in ``call_text`` (one call, or a JSON array of calls)."""
+    try:
+        parsed = json.loads(call_text, strict=False)
+        found = (
+            [parse_tool_call(json.dumps(c)) for c in parsed]
+            if isinstance(parsed, list)
+            else [parse_tool_call(call_text)]
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelOutputError(
+            f"{model} produced a tool call that does not parse: {call_text!r}",
+            hint="the call outgrew its token budget; give the tool fewer or "
+            "shorter (maxLength) arguments",
+        ) from exc
+    return AIMessageChunk(
+        content="",
+        tool_call_chunks=[
+            tool_call_chunk(
+                name=call["name"],
+                args=json.dumps(call["args"], ensure_ascii=False),
+                id=call["id"] or new_tool_call_id(),
+                index=i,
+            )
+            for i, call in enumerate(found)
+        ],
+    )

@@ -1,0 +1,133 @@
+"""The engine under every in-process model: tokens, KV cache and decoding.
+
+An ``Engine`` (llama.cpp, transformers, or a speculative engine made of a
+target, a drafter and a verifier) owns the tokenizer, the KV cache and token
+generation. ``LocalChatModel`` owns what turns tokens into a chat model:
+templates, stop strings, tools, usage and trace. Engines are not thread-safe:
+callers hold ``engine.lock`` around ``logits`` and ``generate``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+# For models whose weights carry no chat template.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class ChatTemplate(NamedTuple):
+    """A Jinja chat template and the texts of the tokens it refers to."""
+
+    template: str
+    bos: str
+    eos: str
+
+
+@dataclass
+class Sampling:
+    """Decoding settings of one call. temperature 0 means greedy."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    max_tokens: int = 512
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Tokens, KV cache and decoding of one loaded model."""
+
+    @property
+    def name(self) -> str:
+        """The model's name, as traces report it."""
+        ...
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held around ``logits`` and ``generate``: the model is not thread-safe."""
+        ...
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def chat_template(self) -> ChatTemplate: ...
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        """Text of ``tokens``; with ``special``, control tokens are written out too."""
+        ...
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a rendered prompt (special tokens parsed, BOS as the model wants)."""
+        ...
+
+    def piece(self, token: int) -> bytes:
+        """The bytes ``token`` stands for (possibly part of a UTF-8 character)."""
+        ...
+
+    def is_eog(self, token: int) -> bool:
+        """Whether ``token`` ends the model's turn."""
+        ...
+
+    def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:
+        """Next-token logits after each of ``tokens[first:]``, reusing cached prefixes.
+
+        Shape (len(tokens) - first, vocab); ``first == len(tokens)`` only fills
+        the cache. The caller holds ``lock``.
+        """
+        ...
+
+    def generate(
+        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
+    ) -> Iterator[int]:
+        """Sampled tokens after ``prompt``, under ``schema`` when given; caller holds ``lock``."""
+        ...
+
+    def trace_extra(self) -> dict[str, Any]:
+        """What this engine adds to the trace of its last call (speculative statistics, ...)."""
+        ...
+
+
+def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    out: npt.NDArray[np.float32] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return out
+
+
+def continuation_logprobs(
+    engine: Engine, prompt: Sequence[int], continuation: Sequence[int]
+) -> npt.NDArray[np.float64]:
+    """log p(continuation[i] | prompt + continuation[:i]); the caller holds ``engine.lock``."""
+    full = [*prompt, *continuation]
+    logp = log_softmax(engine.logits(full[:-1], len(prompt) - 1))
+    return logp[np.arange(len(continuation)), list(continuation)].astype(np.float64)
+
+
+def eos_token(engine: Engine) -> int:
+    """The id of the token that ends the model's turn."""
+    (token,) = engine.tokenize(engine.chat_template.eos, special=True)
+    return token
+
+
+def shared_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
+    """How many leading tokens two sequences share (what a KV cache can keep)."""
+    n = 0
+    for a, b in zip(cached, tokens, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
