@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from threading import Event
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from collab.config import load_settings
 from collab.errors import ModelUnavailableError, PolicyError
 from collab.messages import text_content
-from collab.models.base import StreamFirstChatModel
+from collab.models.base import Options, Stop, StreamFirstChatModel
 from collab.models.profile import location_of
-from collab.models.tool_format import to_openai_tools
 from collab.options import check_options
 from collab.policy import Decision, Ledger, Policy, Request, classify
 from collab.strategies.base import Strategy
@@ -66,11 +63,6 @@ class CollabChatModel(StreamFirstChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"slm": getattr(self.slm, "model", None), "llm": getattr(self.llm, "model", None)}
-
-    def bind_tools(
-        self, tools: Sequence[dict[str, Any] | type | Any | BaseTool], **kwargs: Any
-    ) -> Runnable[LanguageModelInput, Any]:
-        return self.bind(tools=to_openai_tools(tools), **kwargs)
 
     # ---- the decision ------------------------------------------------------------------
 
@@ -158,19 +150,15 @@ class CollabChatModel(StreamFirstChatModel):
 
     # ---- running -------------------------------------------------------------------------
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    def _run(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
-        check_options(kwargs, type(self).__name__)
-        decision = self.admit(messages, **kwargs)
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("request_tags", "task")}
+        check_options(options, type(self).__name__)
+        decision = self.admit(messages, **options)
+        kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
         for chunk in self.answer(messages, decision, stop=stop, **kwargs):
-            if run_manager and isinstance(chunk.content, str) and chunk.content:
-                run_manager.on_llm_new_token(chunk.content)
+            if cancel.is_set():
+                return
             yield ChatGenerationChunk(message=chunk)
 
     def answer(

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from threading import Event
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+
+from collab.models.structured import structured_output
+from collab.models.tool_format import ToolChoice, ToolLike, chosen_tool_names, to_openai_tools
 
 T = TypeVar("T")
 
@@ -52,12 +56,56 @@ class ChatTokenModel(TokenLevelModel, Protocol):
         ...
 
 
-class StreamFirstChatModel(BaseChatModel):
-    """A chat model whose one implementation is its stream; invoke gathers the stream.
+Stop = list[str] | None
+Options = dict[str, Any]
+Chunks = Iterator[ChatGenerationChunk]
 
-    ``_astream`` defaults to the sync stream driven in a worker thread (local
-    models must not block the event loop); async-native models override it.
+
+class StreamFirstChatModel(BaseChatModel):
+    """A chat model whose one implementation is ``_run``, its stream; invoke gathers it.
+
+    ``_arun`` defaults to ``_run`` driven in a worker thread (local models must
+    not block the event loop), with ``cancel`` set when the async caller leaves;
+    async-native models override it. Every collab model binds tools and
+    structured output the same way.
     """
+
+    def _run(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
+    ) -> Chunks:
+        """The answer's chunks, the last one carrying usage and the trace."""
+        raise NotImplementedError
+
+    async def _arun(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        cancel = Event()
+        async for chunk in iterate_in_thread(self._run(messages, stop, options, cancel), cancel):
+            yield chunk
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in self._run(messages, stop, kwargs, Event()):
+            if run_manager and isinstance(chunk.message.content, str):
+                run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async for chunk in self._arun(messages, stop, kwargs):
+            if run_manager and isinstance(chunk.message.content, str):
+                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
+            yield chunk
 
     def _generate(
         self,
@@ -77,32 +125,25 @@ class StreamFirstChatModel(BaseChatModel):
     ) -> ChatResult:
         return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
 
-    def _threaded_stream(
+    def bind_tools(
+        self, tools: Sequence[ToolLike], *, tool_choice: ToolChoice = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        specs = to_openai_tools(tools)
+        chosen_tool_names(specs, tool_choice)  # refuse a bad choice now, not at call time
+        return self.bind(tools=specs, tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(
         self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        cancel: threading.Event,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
         **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        """The stream the worker thread drives; models that can stop early watch ``cancel``."""
-        return self._stream(messages, stop, None, **kwargs)
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        cancel = threading.Event()
-        source = self._threaded_stream(messages, stop, cancel, **kwargs)
-        async for chunk in iterate_in_thread(source, cancel):
-            if run_manager and isinstance(chunk.message.content, str):
-                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
-            yield chunk
+    ) -> Runnable[LanguageModelInput, Any]:
+        return structured_output(self, schema, method=method, include_raw=include_raw, **kwargs)
 
 
-async def iterate_in_thread(source: Iterator[T], cancel: threading.Event) -> AsyncIterator[T]:
+async def iterate_in_thread(source: Iterator[T], cancel: Event) -> AsyncIterator[T]:
     """``source`` driven in a worker thread: blocking work never runs on the event loop.
 
     Leaving the iteration early sets ``cancel`` and closes ``source``.
@@ -143,6 +184,13 @@ _PROBE = (
     "collab vocabulary probe: def f(x):\n    return x ** 2  # ünïcödé 中文 🙂 1234567\n"
     "<|im_start|><|im_end|><|endoftext|></s><s>[INST]"
 )
+
+
+def to_score(prompt: Sequence[int], continuation: Sequence[int]) -> bool:
+    """Whether ``continuation_logprobs`` has anything to score (it needs a prompt to follow)."""
+    if not prompt:
+        raise ValueError("continuation_logprobs needs at least one prompt token")
+    return bool(continuation)
 
 
 class Tokenizer(Protocol):

@@ -15,38 +15,32 @@ gave to calling at all.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from threading import Event
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.language_models import LangSmithParams
+from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from collab.errors import ConfigurationError
 from collab.messages import TOOL_OPEN, chat_dicts, with_system_hint
 from collab.models import constrained
-from collab.models.base import StreamFirstChatModel
+from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
 from collab.models.decoding import RunStats, decode_text
 from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_token, log_softmax
 from collab.models.profile import ModelProfile
-from collab.models.structured import structured_output
 from collab.models.tool_format import (
     JSON_OBJECT_SCHEMA,
-    ToolChoice,
-    ToolLike,
     chosen_tool_names,
     opens_call,
     schema_of,
     schema_prompt,
-    to_openai_tools,
 )
 from collab.options import check_options
 from collab.trace import TRACE_KEY, ModelCall, Stopwatch, Trace
@@ -135,27 +129,6 @@ class LocalChatModel(StreamFirstChatModel):
             params["ls_stop"] = stop or self.stop
         return params
 
-    def bind_tools(
-        self,
-        tools: Sequence[ToolLike],
-        *,
-        tool_choice: ToolChoice = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        specs = to_openai_tools(tools)
-        chosen_tool_names(specs, tool_choice)  # refuse a bad choice now, not at call time
-        return self.bind(tools=specs, tool_choice=tool_choice, **kwargs)
-
-    def with_structured_output(
-        self,
-        schema: dict[str, Any] | type | None = None,
-        *,
-        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
-        include_raw: bool = False,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, Any]:
-        return structured_output(self, schema, method=method, include_raw=include_raw, **kwargs)
-
     # ---- prompt rendering ---------------------------------------------------------
 
     def _native_tools(self, tools: list[dict[str, Any]] | None) -> bool:
@@ -221,39 +194,21 @@ class LocalChatModel(StreamFirstChatModel):
         threshold = float(kwargs.get("tool_call_threshold", self.tool_call_threshold))
         return _Request(prompt_text, call_prompt, sampling, tools, names, schema, calls, threshold)
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    def _run(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
-        yield from self._stream_cancellable(messages, stop, run_manager, None, **kwargs)
-
-    def _stream_cancellable(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | None,
-        cancel: threading.Event | None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        request = self._plan(messages, stop, kwargs)
+        request = self._plan(messages, stop, options)
         stats = RunStats()
         watch = Stopwatch()
-        engine = self.engine
-        with engine.lock:
+        with self.engine.lock:
             for message in self._decode(request, stats, cancel):
                 watch.mark_first()
-                chunk = ChatGenerationChunk(message=message)
-                if run_manager:
-                    run_manager.on_llm_new_token(str(message.content), chunk=chunk)
-                yield chunk
+                yield ChatGenerationChunk(message=message)
         watch.stop()
         yield self._final_chunk(stats, watch)
 
     def _decode(
-        self, request: _Request, stats: RunStats, cancel: threading.Event | None
+        self, request: _Request, stats: RunStats, cancel: Event | None
     ) -> Iterator[AIMessageChunk]:
         """The answer's chunks: text, or a tool call. The caller holds the engine's lock."""
         engine = self.engine
@@ -280,7 +235,7 @@ class LocalChatModel(StreamFirstChatModel):
         request: _Request,
         prompt: list[int],
         stats: RunStats,
-        cancel: threading.Event | None,
+        cancel: Event | None,
     ) -> Iterator[AIMessageChunk]:
         """A call is unlikely: text, unless the model opens a call anyway."""
         held = ""
@@ -337,17 +292,6 @@ class LocalChatModel(StreamFirstChatModel):
             generation_info={"finish_reason": stats.finish_reason},
         )
 
-    def _threaded_stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        cancel: threading.Event,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        # Leaving the async loop early (a client that disconnects, a cancelled task)
-        # stops generation at the next token.
-        return self._stream_cancellable(messages, stop, None, cancel, **kwargs)
-
     # ---- token-level protocol -------------------------------------------------------
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
@@ -368,9 +312,7 @@ class LocalChatModel(StreamFirstChatModel):
     def continuation_logprobs(
         self, prompt: Sequence[int], continuation: Sequence[int]
     ) -> list[float]:
-        if not prompt:
-            raise ValueError("continuation_logprobs needs at least one prompt token")
-        if not continuation:
+        if not to_score(prompt, continuation):
             return []
         with self.engine.lock:
             return [float(x) for x in continuation_logprobs(self.engine, prompt, continuation)]

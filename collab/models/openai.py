@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Literal
+from threading import Event
+from typing import Any
 
 import httpx
 import openai
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.language_models import LangSmithParams
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from collab.errors import (
@@ -31,7 +30,7 @@ from collab.errors import (
     ModelOutputError,
     ModelUnavailableError,
 )
-from collab.models.base import StreamFirstChatModel
+from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
 from collab.models.openai_request import (
     Plan,
     StreamAssembler,
@@ -43,8 +42,6 @@ from collab.models.openai_request import (
 from collab.models.profile import ModelProfile, TokenAccess, location_of
 from collab.models.prompt_logprobs import UNNAMED, PromptLogprobReader
 from collab.models.server_probe import ServerCapabilities, probe
-from collab.models.structured import structured_output
-from collab.models.tool_format import ToolChoice, ToolLike, chosen_tool_names, to_openai_tools
 from collab.options import REMOTE_ONLY, check_options
 from collab.trace import Location, Price
 
@@ -193,27 +190,6 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
 
     # ---- request building ------------------------------------------------------------
 
-    def bind_tools(
-        self,
-        tools: Sequence[ToolLike],
-        *,
-        tool_choice: ToolChoice = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        specs = to_openai_tools(tools)
-        chosen_tool_names(specs, tool_choice)
-        return self.bind(tools=specs, tool_choice=tool_choice, **kwargs)
-
-    def with_structured_output(
-        self,
-        schema: dict[str, Any] | type | None = None,
-        *,
-        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
-        include_raw: bool = False,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, Any]:
-        return structured_output(self, schema, method=method, include_raw=include_raw, **kwargs)
-
     def _plan(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> Plan:
@@ -239,14 +215,10 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
 
     # ---- generation ----------------------------------------------------------------------
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    def _run(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
-        plan = self._plan(messages, stop, kwargs)
+        plan = self._plan(messages, stop, options)
         try:
             if plan.probe:
                 self._after_probe(plan, self.client.chat.completions.create(**probe_body(plan)))
@@ -255,35 +227,25 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
                 stream=True, **self._stream_args(), **plan.body
             )
             for event in stream:
-                for chunk in assembler.feed(event.model_dump()):
-                    if run_manager and isinstance(chunk.message.content, str):
-                        run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
-                    yield chunk
+                yield from assembler.feed(event.model_dump())
         except openai.APIError as exc:
             raise self._error(exc) from exc
         yield from assembler.finish(self._estimate_usage(messages, assembler))
 
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    async def _arun(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
     ) -> AsyncIterator[ChatGenerationChunk]:
-        plan = self._plan(messages, stop, kwargs)
+        plan = self._plan(messages, stop, options)
         try:
             if plan.probe:
-                self._after_probe(
-                    plan, await self.aclient.chat.completions.create(**probe_body(plan))
-                )
+                probe = await self.aclient.chat.completions.create(**probe_body(plan))
+                self._after_probe(plan, probe)
             assembler = StreamAssembler(self.model, self.price, plan)
             stream = await self.aclient.chat.completions.create(
                 stream=True, **self._stream_args(), **plan.body
             )
             async for event in stream:
                 for chunk in assembler.feed(event.model_dump()):
-                    if run_manager and isinstance(chunk.message.content, str):
-                        await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
                     yield chunk
         except openai.APIError as exc:
             raise self._error(exc) from exc
@@ -375,9 +337,7 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
     def continuation_logprobs(
         self, prompt: Sequence[int], continuation: Sequence[int]
     ) -> list[float]:
-        if not prompt:
-            raise ValueError("continuation_logprobs needs at least one prompt token")
-        if not continuation:
+        if not to_score(prompt, continuation):
             return []
         rows = self.prompt_logprob_rows([*prompt, *continuation], first=len(prompt) - 1)
         out = []

@@ -8,20 +8,17 @@ them. ``ScriptedChatModel(respond=lambda messages, options: "Paris")``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from threading import Event
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
 from collab.messages import text_content
-from collab.models.base import StreamFirstChatModel
+from collab.models.base import Options, Stop, StreamFirstChatModel
 from collab.models.profile import ModelProfile
-from collab.models.tool_format import ToolChoice, ToolLike, chosen_tool_names, to_openai_tools
 from collab.options import REMOTE_ONLY, check_options
 from collab.trace import TRACE_KEY, Location, ModelCall, Price, Trace
 
@@ -50,23 +47,12 @@ class ScriptedChatModel(StreamFirstChatModel):
     def collab_profile(self) -> ModelProfile:
         return ModelProfile(name=self.model, location=self.location, price=self.price)
 
-    def bind_tools(
-        self, tools: Sequence[ToolLike], *, tool_choice: ToolChoice = None, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        specs = to_openai_tools(tools)
-        chosen_tool_names(specs, tool_choice)
-        return self.bind(tools=specs, tool_choice=tool_choice, **kwargs)
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    def _run(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
-        check_options(kwargs, type(self).__name__, extra=REMOTE_ONLY)
+        check_options(options, type(self).__name__, extra=REMOTE_ONLY)
         self.calls.append(list(messages))
-        reply = self.respond(list(messages), dict(kwargs))
+        reply = self.respond(list(messages), dict(options))
         answer = AIMessage(content=reply) if isinstance(reply, str) else reply
         text = text_content(answer.content)
         yield ChatGenerationChunk(

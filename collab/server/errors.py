@@ -12,37 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from collab.errors import (
-    CapabilityError,
-    CollabError,
-    ConfigurationError,
-    ContextLengthError,
-    ModelLoadError,
-    ModelOutputError,
-    ModelUnavailableError,
-    PolicyError,
-)
+from collab.errors import CollabError
 from collab.server.protocol import error_body
-from collab.server.workflows import QueueFullError
-
-# (HTTP status, error type, error code) per collab error, most specific first.
-_ERRORS: list[tuple[type[CollabError], int, str, str]] = [
-    (QueueFullError, 429, "rate_limit_error", "queue_full"),
-    (ContextLengthError, 400, "invalid_request_error", "context_length_exceeded"),
-    (PolicyError, 400, "invalid_request_error", "policy_refused"),
-    (CapabilityError, 400, "invalid_request_error", "unsupported"),
-    (ConfigurationError, 400, "invalid_request_error", "invalid_value"),
-    (ModelUnavailableError, 503, "server_error", "llm_unavailable"),
-    (ModelOutputError, 502, "server_error", "model_output"),
-    (ModelLoadError, 503, "server_error", "model_not_loaded"),
-]
 
 
 def status_of(exc: CollabError) -> tuple[int, str, str]:
-    for kind, status, error_type, code in _ERRORS:
-        if isinstance(exc, kind):
-            return status, error_type, code
-    return 500, "server_error", "internal"
+    """(HTTP status, OpenAI error type, error code): whose move it is (see CollabError)."""
+    return exc.status, exc.kind, exc.code
 
 
 def collab_message(exc: CollabError) -> str:

@@ -23,6 +23,8 @@ from collab.trace import Price
 class QueueFullError(CollabError):
     """Too many requests are already waiting for a local model."""
 
+    status, kind, code = 429, "rate_limit_error", "queue_full"
+
 
 class LocalModelGate:
     """One request at a time inside a local model; the rest wait in order, up to a limit.

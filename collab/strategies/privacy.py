@@ -12,21 +12,16 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from threading import Event
 from typing import Any, Literal
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
-    CallbackManagerForLLMRun,
-)
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
 from collab.messages import as_chunk, to_openai_messages
-from collab.models.base import StreamFirstChatModel
-from collab.models.structured import structured_output
+from collab.models.base import Options, Stop, StreamFirstChatModel
 from collab.trace import TRACE_KEY, Trace
 
 Kind = Literal["email", "phone", "card", "iban", "national_id", "name"]
@@ -194,13 +189,6 @@ class RemoteGate(StreamFirstChatModel):
     def _llm_type(self) -> str:
         return "collab-remote-gate"
 
-    def with_structured_output(
-        self, schema: dict[str, Any] | type | None = None, *, include_raw: bool = False,
-        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, Any]:  # fmt: skip
-        return structured_output(self, schema, method=method, include_raw=include_raw, **kwargs)
-
     def _outgoing(self, messages: list[BaseMessage]) -> tuple[list[BaseMessage], dict[str, Any]]:
         before = len(self.redactor.findings)
         sent = self.redactor.redact(messages)
@@ -232,29 +220,21 @@ class RemoteGate(StreamFirstChatModel):
             rest = AIMessageChunk(content=self.redactor.restore(held[0]))
             yield ChatGenerationChunk(message=rest)
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    def _run(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
         sent, audit = self._outgoing(messages)
         held: list[str] = []
-        for chunk in self.inner.stream(sent, stop=stop, **kwargs):
+        for chunk in self.inner.stream(sent, stop=stop, **options):
             yield ChatGenerationChunk(message=self._restored(as_chunk(chunk), audit, held))
         yield from self._rest(held)
 
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+    async def _arun(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
     ) -> AsyncIterator[ChatGenerationChunk]:
         sent, audit = self._outgoing(messages)
         held: list[str] = []
-        async for chunk in self.inner.astream(sent, stop=stop, **kwargs):
+        async for chunk in self.inner.astream(sent, stop=stop, **options):
             yield ChatGenerationChunk(message=self._restored(as_chunk(chunk), audit, held))
         for rest in self._rest(held):
             yield rest
