@@ -45,6 +45,7 @@ from rich.table import Table
 
 import collab
 from collab.messages import tool_prompt
+from collab.models.grammar import GrammarGate
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.tool_format import to_openai_tools
 from collab.tools import ToolCaller, make_tool
@@ -194,6 +195,17 @@ def run_collab(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -
     return Outcome(calls, plan.failure, scored, plan.dropped)
 
 
+def run_masked(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
+    """collab's calls decoded as llama-cpp-python's sampler does it: the grammar masks the
+    whole vocabulary at every step (the same greedy calls, at the old cost)."""
+    allows = GrammarGate.allows
+    GrammarGate.allows = lambda self, token: False  # type: ignore[method-assign]
+    try:
+        return run_collab(model, item, parallel)
+    finally:
+        GrammarGate.allows = allows  # type: ignore[method-assign]
+
+
 def run_plain(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
     system = tool_prompt(to_openai_tools(tools_of(item))) + (PLAIN if parallel else PLAIN_ONE)
     reply = model.invoke([SystemMessage(system), *question_of(item)])
@@ -240,7 +252,7 @@ def correct(
 SOURCE = hashlib.sha256(
     b"".join(p.read_bytes() for p in sorted(Path(collab.__file__).parent.rglob("*.py")))
 ).hexdigest()[:12]
-RUNS = {"collab": run_collab, "plain": run_plain, "bfcl": run_bfcl_prompt}
+RUNS = {"collab": run_collab, "masked": run_masked, "plain": run_plain, "bfcl": run_bfcl_prompt}
 
 
 def wanted_keys(name: str) -> list[str]:
@@ -309,13 +321,35 @@ def ceiling(slm: str, ok: dict[str, list[bool]]) -> tuple[float, float]:
     return float((slm_ok | llm_ok).mean()), float((~slm_ok & llm_ok).mean())
 
 
+def seconds_table(rows: list[dict[str, Any]]) -> Table:
+    """Median seconds per item of each configuration; collab against the masked grammar."""
+    table = Table(title="seconds per item (median over the items above)")
+    for column in ("model", "collab", "masked grammar (before)", "speed-up", *RUNS_OTHER):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name in (*SLMS, LLM):
+        median = {
+            run: float(np.median(times)) if (times := [r[f"{name}/{run}/seconds"] for r in rows
+                                                       if f"{name}/{run}/seconds" in r]) else None
+            for run in RUNS
+        }  # fmt: skip
+        cells = [f"{median[run]:.1f}" if median[run] is not None else "-" for run in RUNS]
+        fast, slow = median["collab"], median["masked"]
+        ratio = f"{slow / fast:.1f}x" if fast and slow else "-"
+        table.add_row(name, cells[0], cells[1], ratio, *cells[2:])
+    return table
+
+
+RUNS_OTHER = ("plain", "BFCL prompt")
+
+
 def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     check = ast_checker()
     items = {(c, i["id"]): i for c in categories for i in load(c, 10**6)}
     table = Table(title=f"BFCL (AST-checked), {len(rows)} items; accuracy (share parsed)")
     for column in ("category", "SLM", "n"):
         table.add_column(column, justify="right" if column == "n" else "left")
-    for column in ("plain", "BFCL prompt", "collab", "+LLM fallback (LLM share)", "LLM only"):
+    for column in ("plain", "BFCL prompt", "collab", "collab, masked grammar",
+                   "+LLM fallback (LLM share)", "LLM only"):  # fmt: skip
         table.add_column(column, justify="right")
     signals = Table(
         title="+LLM fallback by the confidence signal that escalates: accuracy (LLM share)"
@@ -337,7 +371,8 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
                 parsed = np.mean([r[f"{slm}/{run}"]["calls"] is not None for r in mine])
                 cells.append(f"{np.mean(ok[f'{slm}/{run}']):.0%} ({parsed:.0%})")
             acc, share = fallback(mine, slm, ok)
-            cells += [f"{np.mean(ok[f'{slm}/collab']):.0%} (100%)", f"{acc:.0%} ({share:.0%})"]
+            cells += [f"{np.mean(ok[f'{slm}/{run}']):.0%}" for run in ("collab", "masked")]
+            cells.append(f"{acc:.0%} ({share:.0%})")
             table.add_row(*cells, llm_only)
             by_signal = [fallback(mine, slm, ok, signal) for signal in SIGNALS]
             by_signal.append(ceiling(slm, ok))
@@ -352,6 +387,7 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
         "call (collab parallel=False, plain told one call); the others allow a list."
     )
     console.print(signals)
+    console.print(seconds_table(rows))
     console.print(
         "mean: mean token log-probability of the call under the free SLM; min: its least "
         "likely token; name: log-probability of the tool chosen among those offered; "

@@ -45,6 +45,45 @@ PARALLEL_HINT = (
 )
 
 
+class ArrayRepeats:
+    """Watches JSON as it is written for an array element equal to the one before it.
+
+    Small models under a grammar can repeat one element until the budget runs
+    out; the first repeat ends the array instead.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._in_string = self._escaped = False
+        # per open container: its bracket, where its current element starts, and
+        # the previous element's text and end (arrays only)
+        self._open: list[list[Any]] = []
+
+    def feed(self, piece: str) -> int | None:
+        """Where to cut the text (the end of the earlier element) once ``piece``
+        completes a repeat; None while there is none."""
+        for ch in piece:
+            self.text += ch
+            at = len(self.text) - 1
+            if self._in_string:
+                self._in_string = self._escaped or ch != '"'
+                self._escaped = not self._escaped and ch == "\\"
+            elif ch == '"':
+                self._in_string = True
+            elif ch in "[{":
+                self._open.append([ch, at + 1, None])
+            elif ch in ",]}" and self._open:
+                top = self._open[-1]
+                if top[0] == "[":
+                    element = self.text[top[1] : at].strip()
+                    if element and top[2] is not None and element == top[2][0]:
+                        return int(top[2][1])
+                    top[1], top[2] = at + 1, (element, at)
+                if ch != ",":
+                    self._open.pop()
+        return None
+
+
 @dataclass(frozen=True)
 class CallSettings:
     parallel: bool = False  # a JSON array of calls instead of one call
@@ -87,7 +126,7 @@ def forced_call(
         opening = "```json\n" if opening else opening
     prefilled = engine.encode_prompt(prompt_text + opening)
     free = replace(sampling, stop=[], max_tokens=budget)
-    text = "".join(decode_text(engine, prefilled, free, schema, stats))
+    text = json_under(engine, prefilled, free, schema, stats)
     stats.finish_reason = "tool_calls"
     greedy_one = not calls.parallel and sampling.temperature == 0
     choice = name_logprobs(engine, prefilled, text, offered) if greedy_one or calls.score else None
@@ -96,12 +135,42 @@ def forced_call(
         best = max(logprobs, key=logprobs.__getitem__)
         if best != chosen:
             schema = tool_call_schema(tools, [best])
-            text = "".join(decode_text(engine, prefilled, free, schema, stats))
+            text = json_under(engine, prefilled, free, schema, stats)
             choice = best, logprobs
             stats.metadata["tool_rechosen"] = {"from": chosen, "to": best}
     if calls.score:
         score_call(engine, prefilled, text, choice, stats)
     return text
+
+
+def json_under(
+    engine: Engine,
+    prompt: list[int],
+    sampling: Sampling,
+    schema: dict[str, Any],
+    stats: RunStats,
+    cancel: threading.Event | None = None,
+) -> str:
+    """JSON after ``prompt`` under ``schema``; an array that repeats an element is ended
+    there, and decoding goes on after it."""
+    written, start = "", stats.output_tokens
+    for _ in range(MAX_PARALLEL):  # each round ends one array
+        watch = ArrayRepeats()
+        watch.feed(written)
+        cut = None
+        tail = engine.tokenize(written, special=False) if written else []
+        spent = stats.output_tokens - start
+        room = replace(sampling, max_tokens=max(1, sampling.max_tokens - spent))
+        for piece in decode_text(engine, prompt + tail, room, schema, stats, cancel, len(tail)):
+            cut = watch.feed(piece)
+            if cut is not None:
+                break
+        if cut is None:
+            return watch.text
+        written = watch.text[:cut] + "]"
+        stats.metadata.setdefault("repeats_cut", 0)
+        stats.metadata["repeats_cut"] += 1
+    return written
 
 
 def score_call(
@@ -173,7 +242,7 @@ def structured_text(
 ) -> Iterator[str]:
     """Text that matches ``schema`` (bounded so that it ends), with room to finish."""
     room = replace(sampling, max_tokens=max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS))
-    yield from decode_text(engine, prompt, room, bounded(schema), stats, cancel)
+    yield json_under(engine, prompt, room, bounded(schema), stats, cancel)
 
 
 def tool_call_message(model: str, call_text: str) -> AIMessageChunk:

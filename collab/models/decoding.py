@@ -35,6 +35,7 @@ def decode_text(
     schema: dict[str, Any] | None,
     stats: RunStats,
     cancel: threading.Event | None = None,
+    written: int = 0,
 ) -> Iterator[str]:
     """Text pieces after ``prompt``, honouring stop strings and max_tokens; fills ``stats``.
 
@@ -54,7 +55,7 @@ def decode_text(
     hold = max((len(s) for s in sampling.stop), default=1) - 1
     pending = ""
     stats.tokens = []
-    gen = engine.generate(prompt, sampling, schema)
+    gen = engine.generate(prompt, sampling, schema, written)
     try:
         for token in gen:
             if cancel is not None and cancel.is_set():

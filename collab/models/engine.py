@@ -92,9 +92,17 @@ class Engine(Protocol):
         ...
 
     def generate(
-        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        schema: dict[str, Any] | None,
+        written: int = 0,
     ) -> Iterator[int]:
-        """Sampled tokens after ``prompt``, under ``schema`` when given; caller holds ``lock``."""
+        """Sampled tokens after ``prompt``, under ``schema`` when given; caller holds ``lock``.
+
+        ``written``: how many of the prompt's last tokens already belong to the
+        constrained output (a reply resumed part way).
+        """
         ...
 
     def trace_extra(self) -> dict[str, Any]:
@@ -106,6 +114,29 @@ def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     out: npt.NDArray[np.float32] = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     return out
+
+
+def pick_token(
+    logits: npt.NDArray[np.float32], sampling: Sampling, rng: np.random.Generator
+) -> int:
+    """One token from ``logits`` under temperature, top-k and top-p (greedy at temperature 0).
+
+    Tokens at -inf (masked by a grammar) are never picked.
+    """
+    if sampling.temperature <= 0:
+        return int(np.argmax(logits))
+    scores = logits.astype(np.float64) / sampling.temperature
+    finite = np.flatnonzero(np.isfinite(scores))
+    k = sampling.top_k
+    if 0 < k < finite.size:
+        finite = finite[np.argpartition(-scores[finite], k - 1)[:k]]
+    order = finite[np.argsort(-scores[finite])]
+    probs = np.exp(scores[order] - scores[order[0]])
+    probs /= probs.sum()
+    if sampling.top_p < 1.0:
+        keep = np.cumsum(probs) - probs < sampling.top_p  # mass of strictly likelier tokens
+        order, probs = order[keep], probs[keep] / probs[keep].sum()
+    return int(rng.choice(order, p=probs))
 
 
 def continuation_logprobs(
@@ -125,9 +156,6 @@ def eos_token(engine: Engine) -> int:
 
 def shared_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     """How many leading tokens two sequences share (what a KV cache can keep)."""
-    n = 0
-    for a, b in zip(cached, tokens, strict=False):
-        if a != b:
-            break
-        n += 1
-    return n
+    n = min(len(cached), len(tokens))
+    differ = np.flatnonzero(np.asarray(cached[:n]) != np.asarray(tokens[:n]))
+    return int(differ[0]) if differ.size else n

@@ -13,7 +13,7 @@ import json
 import os
 import random
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from pydantic import Field
 from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError
 from collab.models import catalog
 from collab.models.engine import CHATML_TEMPLATE, ChatTemplate, Sampling, shared_prefix
+from collab.models.grammar import GrammarGate, constrained_tokens
 from collab.models.local import LocalChatModel
 
 _LOOSE_CHAR = r'char ::= [^"\\]'
@@ -39,7 +40,7 @@ class LlamaCppEngine:
         self.name = name
         self.n_batch = n_batch
         self.lock = threading.Lock()
-        self._grammars: dict[str, Any] = {}
+        self._grammars: dict[str, str] = {}
         self._pieces: dict[int, bytes] = {}
         self._template: ChatTemplate | None = None
 
@@ -98,35 +99,46 @@ class LlamaCppEngine:
         return {}
 
     def generate(
-        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
-    ) -> Generator[int, None, None]:
-        llama = self.llama
-        llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        schema: dict[str, Any] | None,
+        written: int = 0,
+    ) -> Iterator[int]:
         # llama.cpp's numbers depend slightly on batch shape. Evaluating the last
         # prompt token on its own, whether or not the rest came from the cache,
         # keeps greedy output identical across calls.
         if len(prompt) > 1:
             self.logits(prompt[:-1], len(prompt) - 1)
-        tokens: Generator[int, None, None] = llama.generate(
+        if schema is not None:
+            vocab = self.llama._model.vocab
+            gate = GrammarGate(vocab, self._gbnf(schema), int(self.llama.n_vocab()))
+            gate.written(prompt[len(prompt) - written :] if written else [])
+            return constrained_tokens(self._next_logits, gate, prompt, sampling)
+        llama = self.llama
+        llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
+        tokens: Iterator[int] = llama.generate(
             prompt,
             temp=sampling.temperature,
             top_k=sampling.top_k,
             top_p=sampling.top_p,
             min_p=0.0,
             repeat_penalty=1.0,
-            grammar=self._grammar(schema) if schema is not None else None,
         )
         return tokens
 
-    def _grammar(self, schema: dict[str, Any]) -> Any:
-        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+    def _next_logits(self, tokens: list[int]) -> npt.NDArray[np.float32]:
+        row: npt.NDArray[np.float32] = self.logits(tokens, len(tokens) - 1)[0]
+        return row
+
+    def _gbnf(self, schema: dict[str, Any]) -> str:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
 
         key = json.dumps(schema)  # key order kept: properties are emitted in schema order
         if key not in self._grammars:
             # The converter lets strings hold raw control characters, which JSON
             # forbids; allow only escaped ones.
-            gbnf = json_schema_to_gbnf(key).replace(_LOOSE_CHAR, _JSON_CHAR)
-            self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
+            self._grammars[key] = json_schema_to_gbnf(key).replace(_LOOSE_CHAR, _JSON_CHAR)
         return self._grammars[key]
 
     def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:

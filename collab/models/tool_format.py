@@ -92,13 +92,16 @@ TOOL_CALL_MIN_TOKENS = 512
 
 
 SMALL_INT_RANGE = 256
+# ... and arrays hold at most this many items unless the schema says (maxItems).
+MAX_ARRAY_ITEMS = 16
 
 
 def bounded(schema: Any) -> Any:
     """``schema`` made safe to decode under a grammar.
 
-    Strings get a ``maxLength``; small integer ranges become enums, since
-    grammar converters ignore ``minimum``/``maximum`` but honour ``enum``.
+    Strings get a ``maxLength`` and arrays a ``maxItems``; small integer ranges
+    become enums, since grammar converters ignore ``minimum``/``maximum`` but
+    honour ``enum``.
     """
     if isinstance(schema, list):
         return [bounded(s) for s in schema]
@@ -107,6 +110,8 @@ def bounded(schema: Any) -> Any:
     out = {k: bounded(v) for k, v in schema.items()}
     if out.get("type") == "string" and "maxLength" not in out and "enum" not in out:
         out["maxLength"] = MAX_STRING_CHARS
+    if out.get("type") == "array" and "maxItems" not in out:
+        out["maxItems"] = max(MAX_ARRAY_ITEMS, int(out.get("minItems", 0)))
     low, high = out.get("minimum"), out.get("maximum")
     if isinstance(out.get("exclusiveMinimum"), int):
         low = out["exclusiveMinimum"] + 1

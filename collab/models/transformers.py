@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,21 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError, ModelNotFoundError
+from collab.errors import (
+    ConfigurationError,
+    ContextLengthError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelOutputError,
+)
 from collab.models import catalog
-from collab.models.engine import CHATML_TEMPLATE, ChatTemplate, Sampling, shared_prefix
+from collab.models.engine import (
+    CHATML_TEMPLATE,
+    ChatTemplate,
+    Sampling,
+    pick_token,
+    shared_prefix,
+)
 from collab.models.local import LocalChatModel
 
 _EOG_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
@@ -111,27 +123,31 @@ class TransformersEngine:
         return str(self.tokenizer.decode(list(tokens), skip_special_tokens=not special))
 
     def generate(
-        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
-    ) -> Generator[int, None, None]:
-        torch, _ = _require()
-        generator = torch.Generator()
-        if sampling.seed is not None:
-            generator.manual_seed(sampling.seed)
-        else:
-            generator.seed()
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        schema: dict[str, Any] | None,
+        written: int = 0,
+    ) -> Iterator[int]:
+        rng = np.random.default_rng(sampling.seed)
         matcher, bitmask = self._matcher(schema) if schema is not None else (None, None)
+        for token in prompt[len(prompt) - written :] if written else []:
+            if matcher is not None and not matcher.accept_token(token):
+                raise ModelOutputError("a reply resumed part way does not fit its grammar")
         tokens = list(prompt)
         while True:
-            logits = torch.from_numpy(self.logits(tokens, len(tokens) - 1)[0])
-            if matcher is not None and bitmask is not None:
+            logits = self.logits(tokens, len(tokens) - 1)[0]
+            token = pick_token(logits, sampling, rng)
+            # The grammar is asked about the token drawn; the vocabulary is masked
+            # only when it refuses (see collab.models.grammar).
+            if matcher is not None and bitmask is not None and not matcher.accept_token(token):
+                import torch
                 import xgrammar as xgr
 
                 matcher.fill_next_token_bitmask(bitmask)
-                row = logits.unsqueeze(0)
+                row = torch.from_numpy(logits).unsqueeze(0)
                 xgr.apply_token_bitmask_inplace(row, bitmask)
-                logits = row[0]
-            token = sample(logits, sampling, generator)
-            if matcher is not None:
+                token = pick_token(row[0].numpy(), sampling, rng)
                 matcher.accept_token(token)
             yield token
             tokens.append(token)
@@ -241,22 +257,3 @@ class TransformersChatModel(LocalChatModel):
 
     def _load_engine(self) -> TransformersEngine:
         return load_transformer(self.model, self.gguf_file, self.dtype, self.n_ctx)
-
-
-def sample(logits: Any, sampling: Sampling, generator: Any) -> int:
-    """One token from ``logits`` under temperature, top-k and top-p (greedy at temperature 0)."""
-    import torch
-
-    if sampling.temperature <= 0:
-        return int(torch.argmax(logits))
-    scores = logits / sampling.temperature
-    if 0 < sampling.top_k < scores.numel():
-        kth = torch.topk(scores, sampling.top_k).values[-1]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    if sampling.top_p < 1.0:
-        ordered, index = torch.sort(scores, descending=True)
-        cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-        drop = cumulative - torch.softmax(ordered, dim=-1) > sampling.top_p
-        scores = scores.scatter(0, index[drop], float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))

@@ -79,7 +79,11 @@ class SpeculativeEngine:
         return {"speculative": self.decoder.stats.summary()}
 
     def generate(
-        self, prompt: list[int], sampling: Sampling, schema: dict[str, Any] | None
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        schema: dict[str, Any] | None,
+        written: int = 0,
     ) -> Iterator[int]:
         if schema is not None:
             if self.remote:
@@ -87,7 +91,7 @@ class SpeculativeEngine:
                     "tool calls and structured output do not run speculatively against a server",
                     hint="send grammar-constrained requests to the server model directly",
                 )
-            yield from self.target.generate(prompt, sampling, schema)
+            yield from self.target.generate(prompt, sampling, schema, written)
             return
         with ExitStack() as stack:
             draft = draft_model(self.drafter)
