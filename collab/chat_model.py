@@ -8,7 +8,7 @@ latency, what was sent to the remote model) ride in ``response_metadata["collab"
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from threading import Event
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from collab.config import load_settings
 from collab.errors import ModelUnavailableError, PolicyError
 from collab.messages import text_content
-from collab.models.base import Options, Stop, StreamFirstChatModel
+from collab.models.base import Chunks, Options, Stop, StreamFirstChatModel, iterate_in_thread
 from collab.models.profile import location_of
 from collab.options import check_options
 from collab.policy import Decision, Ledger, Policy, Request, classify
@@ -153,30 +153,53 @@ class CollabChatModel(StreamFirstChatModel):
     def _run(
         self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
-        check_options(options, type(self).__name__)
-        decision = self.admit(messages, **options)
-        kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
-        for chunk in self.answer(messages, decision, stop=stop, **kwargs):
+        for chunk in self._answer(messages, stop, options, whole=False):
             if cancel.is_set():
                 return
             yield ChatGenerationChunk(message=chunk)
 
+    def _whole(self, messages: list[BaseMessage], stop: Stop, options: Options) -> Chunks:
+        for chunk in self._answer(messages, stop, options, whole=True):
+            yield ChatGenerationChunk(message=chunk)
+
+    def _awhole(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        cancel = Event()
+        return iterate_in_thread(self._whole(messages, stop, options), cancel)
+
+    def _answer(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, *, whole: bool
+    ) -> Iterator[AIMessageChunk]:
+        check_options(options, type(self).__name__)
+        decision = self.admit(messages, **options)
+        kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
+        return self.answer(messages, decision, whole=whole, stop=stop, **kwargs)
+
     def answer(
-        self, messages: Sequence[BaseMessage], decision: Decision, **kwargs: Any
+        self,
+        messages: Sequence[BaseMessage],
+        decision: Decision,
+        *,
+        whole: bool = False,
+        **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         """``decision``'s strategy run on ``messages``, the trace completed with the decision.
 
         When the LLM cannot be reached before anything was shown, the SLM answers,
-        flagged (unless the policy says ``on_llm_down = "fail"``).
+        flagged (unless the policy says ``on_llm_down = "fail"``). With ``whole``
+        (the answer is wanted whole, as by ``invoke``) nothing is shown before the
+        end, so an LLM that dies part way is replaced too.
         """
         strategy = self.strategy(decision.strategy, self.remote_for(decision))
         emitted = False
         try:
-            for chunk in self._decorated(strategy.stream(messages, **kwargs), decision):
+            chunks = self._decorated(strategy.stream(messages, **kwargs), decision)
+            for chunk in list(chunks) if whole else chunks:
                 emitted = emitted or bool(chunk.content or chunk.tool_call_chunks)
                 yield chunk
         except ModelUnavailableError as exc:
-            if emitted or not uses_llm(decision.strategy):
+            if (emitted and not whole) or not uses_llm(decision.strategy):
                 raise
             down = llm_down(exc, self.policy.on_llm_down, "the SLM answered instead")
             fallback = decision.model_copy(update={

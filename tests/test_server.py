@@ -231,6 +231,36 @@ def test_a_wrong_or_missing_key_gives_401(served: BackgroundServer) -> None:
             400,
             "names no bound tool",
         ),
+        *[
+            (
+                {"model": "collab-slm", "messages": [{"role": "user", "content": "hi"}],
+                 "tools": [{"type": "function",
+                            "function": {"name": "lookup", "parameters": parameters}}]},
+                400,
+                words,
+            )
+            for parameters, words in [
+                ({"type": "object", "properties": {"x": {"type": "banana"}}}, "'lookup'"),
+                ({"type": "object", "properties": ["x", "y"]}, "'lookup'"),
+                ({"type": "object", "properties": {"x": {"$ref": "#/$defs/Nope"}}}, "$ref"),
+                ({"type": "string"}, "type object"),
+            ]
+        ],
+        (
+            {"model": "collab-slm", "messages": [{"role": "user", "content": "hi"},
+                                                  {"role": "tool", "content": "42"}]},
+            400,
+            "tool_call_id",
+        ),
+        (
+            {"model": "collab-slm", "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                  "function": {"name": "add", "arguments": "{not json"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "3"}]},
+            400,
+            "messages",
+        ),
     ],
 )  # fmt: skip
 def test_bad_requests_get_openai_style_errors(
@@ -377,3 +407,61 @@ def test_fuzzing_the_openapi_schema_gives_no_5xx(served: BackgroundServer) -> No
     check()
     assert len(seen) >= 200
     assert {200, 400} <= set(seen)  # real answers and real refusals both exercised
+
+
+def _tool_shapes() -> Any:
+    """Tool definitions and conversations with tool messages, well and badly formed."""
+    from hypothesis import strategies as st
+
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=6))
+    types = st.sampled_from(["string", "integer", "number", "boolean", "array", "object",
+                             "null", "banana", 7])  # fmt: skip
+    prop = st.fixed_dictionaries(
+        {}, optional={"type": types, "enum": st.lists(scalar, max_size=3),
+                      "$ref": st.sampled_from(["#/$defs/A", "#", "elsewhere.json"]),
+                      "items": st.just({"type": "string"}), "maxLength": st.integers(-1, 5)}
+    )  # fmt: skip
+    params = st.one_of(
+        st.fixed_dictionaries({"type": st.just("object"),
+                               "properties": st.dictionaries(st.text("abc", min_size=1,
+                                                                     max_size=3), prop,
+                                                             max_size=3)},
+                              optional={"required": st.lists(st.text("abc", max_size=3))}),
+        st.dictionaries(st.text(max_size=5), scalar, max_size=3),
+        st.just({"type": "object", "properties": ["x"]}),
+    )  # fmt: skip
+    tool = st.fixed_dictionaries({"type": st.just("function"),
+                                  "function": st.fixed_dictionaries(
+                                      {"name": st.sampled_from(["f", "lookup"]),
+                                       "parameters": params})})  # fmt: skip
+    tool_message = st.fixed_dictionaries(
+        {"role": st.just("tool"), "content": st.one_of(st.text(max_size=8), st.none())},
+        optional={"tool_call_id": st.one_of(st.text(max_size=4), st.none())},
+    )
+    messages = st.lists(st.one_of(st.just({"role": "user", "content": "hi"}), tool_message),
+                        min_size=1, max_size=3)  # fmt: skip
+    return st.fixed_dictionaries(
+        {"model": st.just("collab-slm"), "messages": messages, "max_tokens": st.just(8)},
+        optional={"tools": st.lists(tool, max_size=2),
+                  "tool_choice": st.sampled_from(["auto", "none", "required", "lookup"])},
+    )  # fmt: skip
+
+
+def test_fuzzing_tool_definitions_and_tool_messages_gives_no_5xx(
+    served: BackgroundServer,
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    seen: list[int] = []
+
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(body=_tool_shapes())
+    def check(body: dict[str, Any]) -> None:
+        reply = httpx.post(f"{served.url}/v1/chat/completions", json=body,
+                           headers={"Authorization": f"Bearer {KEY}"}, timeout=120)  # fmt: skip
+        seen.append(reply.status_code)
+        assert reply.status_code < 500, (body, reply.text)
+
+    check()
+    assert 400 in seen and len(seen) == 60

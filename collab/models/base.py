@@ -114,7 +114,7 @@ class StreamFirstChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        return generate_from_stream(self._whole(messages, stop, kwargs))
 
     async def _agenerate(
         self,
@@ -123,7 +123,16 @@ class StreamFirstChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+        return await agenerate_from_stream(self._awhole(messages, stop, kwargs))
+
+    def _whole(self, messages: list[BaseMessage], stop: Stop, options: Options) -> Chunks:
+        """The chunks of an answer wanted whole (``invoke``): nobody sees them before the end."""
+        return self._run(messages, stop, options, Event())
+
+    def _awhole(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        return self._arun(messages, stop, options)
 
     def bind_tools(
         self, tools: Sequence[ToolLike], *, tool_choice: ToolChoice = None, **kwargs: Any

@@ -138,7 +138,16 @@ class LlamaCppEngine:
         if key not in self._grammars:
             # The converter lets strings hold raw control characters, which JSON
             # forbids; allow only escaped ones.
-            self._grammars[key] = json_schema_to_gbnf(key).replace(_LOOSE_CHAR, _JSON_CHAR)
+            try:
+                gbnf = json_schema_to_gbnf(key)
+            except Exception as exc:  # the converter asserts on what it does not support
+                why = str(exc) or type(exc).__name__
+                raise ConfigurationError(
+                    f"this JSON schema cannot be turned into a grammar: {why}",
+                    hint="use the JSON schema types and keywords llama.cpp supports "
+                    f"(the schema: {key[:200]})",
+                ) from exc
+            self._grammars[key] = gbnf.replace(_LOOSE_CHAR, _JSON_CHAR)
         return self._grammars[key]
 
     def logits(self, tokens: Sequence[int], first: int) -> npt.NDArray[np.float32]:

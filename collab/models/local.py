@@ -37,6 +37,7 @@ from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_to
 from collab.models.profile import ModelProfile
 from collab.models.tool_format import (
     JSON_OBJECT_SCHEMA,
+    check_tools,
     chosen_tool_names,
     opens_call,
     schema_of,
@@ -173,7 +174,7 @@ class LocalChatModel(StreamFirstChatModel):
             seed=kwargs.get("seed", self.seed),
             stop=list(stop or self.stop or []),
         )
-        tools: list[dict[str, Any]] = kwargs.get("tools") or []
+        tools: list[dict[str, Any]] = check_tools(kwargs.get("tools") or [])
         names = chosen_tool_names(tools, kwargs.get("tool_choice")) if tools else []
         schema = schema_of(kwargs.get("response_format"))
         offer = tools if names is None or names else None  # tool_choice "none" hides them

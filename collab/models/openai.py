@@ -10,6 +10,7 @@ What the server can do is probed once per endpoint
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Iterator, Sequence
 from threading import Event
@@ -31,6 +32,7 @@ from collab.errors import (
     ModelUnavailableError,
 )
 from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
+from collab.models.breaker import breaker_for
 from collab.models.openai_request import (
     Plan,
     StreamAssembler,
@@ -204,53 +206,115 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
 
     def _after_probe(self, plan: Plan, response: Any) -> None:
         p_open = call_probability(response)
-        if p_open is None:
-            raise CapabilityError(
-                f"{self.base_url} returned no log-probabilities to decide whether to call a tool",
-                hint="start llama-cpp-python's server with --logits_all true, or pass "
-                "tool_choice='any' (always call) or 'none'",
-            )
+        if p_open is None:  # no log-probabilities: the reply itself says whether it is a call
+            self.server_capabilities().call_probe = False
+            plan.probe = False
+            return
         if p_open >= plan.threshold:
             force_call(plan, self.server_capabilities(), None)
 
     # ---- generation ----------------------------------------------------------------------
 
+    @property
+    def _where(self) -> str:
+        return f"{self.model} at {self.base_url}"
+
     def _run(
         self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
-        plan = self._plan(messages, stop, options)
+        breaker = breaker_for(self.base_url)
+        breaker.before_call(self._where)
         try:
+            plan = self._plan(messages, stop, options)
             if plan.probe:
-                self._after_probe(plan, self.client.chat.completions.create(**probe_body(plan)))
+                self._probe(plan)
             assembler = StreamAssembler(self.model, self.price, plan)
-            stream = self.client.chat.completions.create(
-                stream=True, **self._stream_args(), **plan.body
-            )
-            for event in stream:
-                yield from assembler.feed(event.model_dump())
-        except openai.APIError as exc:
-            raise self._error(exc) from exc
-        yield from assembler.finish(self._estimate_usage(messages, assembler))
+            try:
+                stream = self.client.chat.completions.create(
+                    stream=True, **self._stream_args(), **plan.body
+                )
+            except openai.APIError as exc:
+                raise self._error(exc) from exc
+            try:
+                for event in stream:
+                    yield from assembler.feed(event.model_dump())
+            except Exception as exc:
+                raise self._broken(exc) from exc
+            if assembler.finish_reason is None and not assembler.content_events:
+                self._diagnose(plan)
+            yield from assembler.finish(self._estimate_usage(messages, assembler))
+        except ModelUnavailableError as exc:
+            breaker.failed(exc.message)
+            raise
+        breaker.succeeded()
 
     async def _arun(
         self, messages: list[BaseMessage], stop: Stop, options: Options
     ) -> AsyncIterator[ChatGenerationChunk]:
-        plan = self._plan(messages, stop, options)
+        breaker = breaker_for(self.base_url)
+        breaker.before_call(self._where)
         try:
+            plan = self._plan(messages, stop, options)
             if plan.probe:
-                probe = await self.aclient.chat.completions.create(**probe_body(plan))
-                self._after_probe(plan, probe)
+                await asyncio.to_thread(self._probe, plan)
             assembler = StreamAssembler(self.model, self.price, plan)
-            stream = await self.aclient.chat.completions.create(
-                stream=True, **self._stream_args(), **plan.body
-            )
-            async for event in stream:
-                for chunk in assembler.feed(event.model_dump()):
-                    yield chunk
+            try:
+                stream = await self.aclient.chat.completions.create(
+                    stream=True, **self._stream_args(), **plan.body
+                )
+            except openai.APIError as exc:
+                raise self._error(exc) from exc
+            try:
+                async for event in stream:
+                    for chunk in assembler.feed(event.model_dump()):
+                        yield chunk
+            except Exception as exc:
+                raise self._broken(exc) from exc
+            if assembler.finish_reason is None and not assembler.content_events:
+                await asyncio.to_thread(self._diagnose, plan)
+            for chunk in assembler.finish(self._estimate_usage(messages, assembler)):
+                yield chunk
+        except ModelUnavailableError as exc:
+            breaker.failed(exc.message)
+            raise
+        breaker.succeeded()
+
+    def _broken(self, exc: Exception) -> CollabError:
+        """An error while the answer streamed: the server was reached, then stopped."""
+        if isinstance(exc, CollabError):
+            return exc
+        return ModelUnavailableError(
+            f"{self._where} stopped answering part way through the stream: "
+            f"{type(exc).__name__}: {exc}",
+            hint="the server died or dropped the connection; check its log",
+        )
+
+    def _diagnose(self, plan: Plan) -> None:
+        """A stream that ended with no events: ask once without streaming, which says why
+        (llama-cpp-python's server answers 200 and an empty stream to a prompt over its
+        context, and 400 to the same request unstreamed)."""
+        body = {**plan.body, "max_tokens": 1}
+        try:
+            self.client.with_options(max_retries=1).chat.completions.create(**body)
         except openai.APIError as exc:
             raise self._error(exc) from exc
-        for chunk in assembler.finish(self._estimate_usage(messages, assembler)):
-            yield chunk
+
+    def _probe(self, plan: Plan) -> None:
+        """Ask whether a tool call is likely (one token, its top log-probabilities), once
+        without retries; a server that cannot say is not asked again."""
+        caps = self.server_capabilities()
+        try:
+            response = self.client.with_options(max_retries=0).chat.completions.create(
+                **probe_body(plan)
+            )
+        except (openai.InternalServerError, openai.BadRequestError,
+                openai.UnprocessableEntityError):  # fmt: skip
+            caps.call_probe = False
+            plan.probe = False  # the reply itself says whether it is a call
+            return
+        except openai.APIError as exc:
+            raise self._error(exc) from exc
+        self._after_probe(plan, response)
 
     def _stream_args(self) -> dict[str, Any]:
         if self.server_capabilities().stream_usage:

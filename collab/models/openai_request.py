@@ -26,6 +26,7 @@ from collab.models.server_probe import ServerCapabilities
 from collab.models.tool_format import (
     TOOL_CALL_MIN_TOKENS,
     bounded,
+    check_tools,
     chosen_tool_names,
     opens_call,
     schema_of,
@@ -69,7 +70,7 @@ def plan_request(
     ``defaults``: the model's own settings (model, temperature, top_p, max_tokens,
     seed, stop, tool_call_threshold); ``options``: this call's (checked already).
     """
-    tools: list[dict[str, Any]] = options.get("tools") or []
+    tools: list[dict[str, Any]] = check_tools(options.get("tools") or [])
     names = chosen_tool_names(tools, options.get("tool_choice")) if tools else []
     threshold = float(options.get("tool_call_threshold", defaults["tool_call_threshold"]))
     body: dict[str, Any] = {}
@@ -87,7 +88,7 @@ def plan_request(
         if names:
             force_call(plan, caps, names)
         else:
-            plan.probe = True
+            plan.probe = caps.call_probe
     else:
         body["messages"] = to_openai_messages(messages)
         if tools and names != []:

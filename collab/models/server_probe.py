@@ -25,6 +25,11 @@ class ServerCapabilities(BaseModel):
     token_prompts: bool = Field(True, description="accepts token ids as completion prompts")
     json_schema_format: Literal["openai", "llama-cpp-python"] = "openai"
     tokenize_path: str | None = None
+    call_probe: bool = Field(
+        True,
+        description="answers a one-token request with top log-probabilities, which decides "
+        "tool_choice='auto' on servers that parse no tool calls",
+    )
     neutral_sampling: dict[str, Any] = Field(
         default_factory=dict,
         description="server-specific samplers set to no-ops, so that temperature, top_p "

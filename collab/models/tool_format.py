@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from jsonschema import Draft202012Validator, SchemaError
 from langchain_core.messages.tool import ToolCall, tool_call
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -33,9 +34,16 @@ def to_openai_tools(tools: Sequence[ToolLike]) -> list[dict[str, Any]]:
                 hint="give a typed function with a docstring, a pydantic model, a LangChain "
                 "tool, or an OpenAI tool dict",
             ) from exc
-        _check_tool_spec(spec)
         specs.append(spec)
-    return specs
+    return check_tools(specs)
+
+
+def check_tools(specs: Sequence[Any]) -> list[dict[str, Any]]:
+    """``specs`` if each is a usable OpenAI tool spec; else a ConfigurationError naming the
+    tool and what is wrong (bad types, properties that are not schemas, dangling $refs)."""
+    for spec in specs:
+        _check_tool_spec(spec if isinstance(spec, dict) else {"function": None})
+    return list(specs)
 
 
 def _check_tool_spec(spec: dict[str, Any]) -> None:
@@ -58,6 +66,42 @@ def _check_tool_spec(spec: dict[str, Any]) -> None:
             f"tool {fn['name']!r}: 'properties' must map names to JSON schemas",
             hint="for example {'city': {'type': 'string'}}",
         )
+    try:
+        Draft202012Validator.check_schema(params)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "parameters"
+        raise ConfigurationError(
+            f"tool {fn['name']!r}: {where} is not a valid JSON schema: {exc.message}",
+            hint="types are string, number, integer, boolean, array, object or null",
+        ) from exc
+    for ref in _refs(params):
+        if not _resolves(params, ref):
+            raise ConfigurationError(
+                f"tool {fn['name']!r}: $ref {ref!r} points at nothing in the schema",
+                hint="define it under $defs, or inline the schema",
+            )
+
+
+def _refs(schema: Any) -> list[str]:
+    if isinstance(schema, dict):
+        own = [schema["$ref"]] if isinstance(schema.get("$ref"), str) else []
+        return own + [r for v in schema.values() for r in _refs(v)]
+    if isinstance(schema, list):
+        return [r for v in schema for r in _refs(v)]
+    return []
+
+
+def _resolves(schema: dict[str, Any], ref: str) -> bool:
+    """Whether a local ``#/...`` reference names a part of ``schema``."""
+    if not ref.startswith("#"):
+        return False
+    node: Any = schema
+    for part in filter(None, ref[1:].split("/")):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def chosen_tool_names(tools: list[dict[str, Any]], choice: ToolChoice) -> list[str] | None:

@@ -8,7 +8,7 @@ import uuid
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collab.trace import Price, Trace
 
@@ -41,6 +41,14 @@ class MessageIn(BaseModel):
     name: str | None = Field(None, max_length=256)
     tool_calls: list[ToolCallIn] | None = None
     tool_call_id: str | None = Field(None, max_length=256)
+
+    @model_validator(mode="after")
+    def _tool_fields_fit_the_role(self) -> MessageIn:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"a {self.role} message cannot carry tool_calls")
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "content": self.text()}

@@ -109,6 +109,7 @@ def default_workflows(
 
     settings = settings or load_settings()
     slm = make_slm(settings)
+    slm.engine  # noqa: B018 (loaded now: a model file that cannot load stops the server at start)
     llm = make_llm(settings)
     return workflows_for(
         slm,
