@@ -21,7 +21,7 @@ from rich.table import Table
 
 from collab.models import catalog
 from collab.models.decoding import RunStats, decode_text
-from collab.models.engine import Sampling
+from collab.models.engine import Grammar, Sampling
 from collab.models.llamacpp import LlamaCppChatModel, LlamaCppEngine
 from collab.models.local_server import LocalLLMServer
 from collab.models.openai import OpenAICompatibleChatModel
@@ -109,7 +109,7 @@ def bench_constrained(name: str, repeats: int) -> dict[str, float]:
     def collab(constrained: bool) -> Callable[[], int]:
         def run() -> int:
             stats = RunStats()
-            after, grammar = (prompt, schema) if constrained else (started, None)
+            after, grammar = (prompt, Grammar(schema)) if constrained else (started, None)
             with engine.lock:
                 "".join(decode_text(engine, after, greedy, grammar, stats))
             return stats.output_tokens

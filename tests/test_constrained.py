@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from collab.models.constrained import ArrayRepeats
 from collab.models.decoding import RunStats, decode_text
-from collab.models.engine import Sampling
+from collab.models.engine import Grammar, Sampling
 from collab.models.llamacpp import LlamaCppChatModel, LlamaCppEngine
 from collab.models.tool_format import MAX_ARRAY_ITEMS, bounded, to_openai_tools, tool_call_schema
 from tests.test_llamacpp import PROMPTS, TOOLS
@@ -44,7 +44,7 @@ def test_greedy_calls_equal_the_full_vocabulary_grammar(slm: LlamaCppChatModel, 
     )
     greedy = Sampling(temperature=0.0, max_tokens=200, stop=[])
     with engine.lock:
-        ours = "".join(decode_text(engine, prompt, greedy, schema, RunStats()))
+        ours = "".join(decode_text(engine, prompt, greedy, Grammar(schema), RunStats()))
         theirs = reference(engine, prompt, schema, 200)
     assert ours == theirs
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,11 +24,10 @@ from langchain_core.messages.tool import tool_call_chunk
 
 from collab.errors import ModelOutputError
 from collab.models.decoding import RunStats, decode_text
-from collab.models.engine import Engine, Sampling, continuation_logprobs
+from collab.models.engine import Engine, Grammar, Sampling, continuation_logprobs
 from collab.models.tool_format import (
     CALL_START,
     TOOL_CALL_MIN_TOKENS,
-    bounded,
     new_tool_call_id,
     parse_tool_call,
     tool_call_schema,
@@ -161,7 +159,8 @@ def json_under(
         tail = engine.tokenize(written, special=False) if written else []
         spent = stats.output_tokens - start
         room = replace(sampling, max_tokens=max(1, sampling.max_tokens - spent))
-        for piece in decode_text(engine, prompt + tail, room, schema, stats, cancel, len(tail)):
+        grammar = Grammar(schema, written=len(tail))
+        for piece in decode_text(engine, prompt + tail, room, grammar, stats, cancel):
             cut = watch.feed(piece)
             if cut is not None:
                 break
@@ -230,19 +229,6 @@ def name_logprobs(
     )
     normalised = scores - np.logaddexp.reduce(scores)
     return chosen, {name: float(v) for name, v in zip(names, normalised, strict=True)}
-
-
-def structured_text(
-    engine: Engine,
-    prompt: list[int],
-    sampling: Sampling,
-    schema: dict[str, Any],
-    stats: RunStats,
-    cancel: threading.Event | None = None,
-) -> Iterator[str]:
-    """Text that matches ``schema`` (bounded so that it ends), with room to finish."""
-    room = replace(sampling, max_tokens=max(sampling.max_tokens, TOOL_CALL_MIN_TOKENS))
-    yield json_under(engine, prompt, room, bounded(schema), stats, cancel)
 
 
 def tool_call_message(model: str, call_text: str) -> AIMessageChunk:

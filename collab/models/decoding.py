@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab.errors import ContextLengthError
-from collab.models.engine import Engine, Sampling
+from collab.models.engine import Engine, Grammar, Sampling
 
 
 @dataclass
@@ -32,10 +32,9 @@ def decode_text(
     engine: Engine,
     prompt: list[int],
     sampling: Sampling,
-    schema: dict[str, Any] | None,
+    grammar: Grammar | None,
     stats: RunStats,
     cancel: threading.Event | None = None,
-    written: int = 0,
 ) -> Iterator[str]:
     """Text pieces after ``prompt``, honouring stop strings and max_tokens; fills ``stats``.
 
@@ -55,7 +54,7 @@ def decode_text(
     hold = max((len(s) for s in sampling.stop), default=1) - 1
     pending = ""
     stats.tokens = []
-    gen = engine.generate(prompt, sampling, schema, written)
+    gen = engine.generate(prompt, sampling, grammar)
     try:
         for token in gen:
             if cancel is not None and cancel.is_set():

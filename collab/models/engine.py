@@ -25,6 +25,18 @@ CHATML_TEMPLATE = (
 )
 
 
+class EngineState:
+    """What every engine keeps: its name, its lock, and the bytes of the tokens seen."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self._pieces: dict[int, bytes] = {}
+
+    def trace_extra(self) -> dict[str, Any]:
+        return {}
+
+
 class ChatTemplate(NamedTuple):
     """A Jinja chat template and the texts of the tokens it refers to."""
 
@@ -43,6 +55,18 @@ class Sampling:
     max_tokens: int = 512
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """What a constrained decode writes: JSON that matches ``schema``. The prompt's last
+    ``written`` tokens already belong to it (a reply resumed part way)."""
+
+    schema: dict[str, Any]
+    written: int = 0
+
+
+Tokens = Iterator[int]
 
 
 @runtime_checkable
@@ -91,18 +115,8 @@ class Engine(Protocol):
         """
         ...
 
-    def generate(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        schema: dict[str, Any] | None,
-        written: int = 0,
-    ) -> Iterator[int]:
-        """Sampled tokens after ``prompt``, under ``schema`` when given; caller holds ``lock``.
-
-        ``written``: how many of the prompt's last tokens already belong to the
-        constrained output (a reply resumed part way).
-        """
+    def generate(self, prompt: list[int], sampling: Sampling, grammar: Grammar | None) -> Tokens:
+        """Sampled tokens after ``prompt``, under ``grammar`` when given; caller holds ``lock``."""
         ...
 
     def trace_extra(self) -> dict[str, Any]:

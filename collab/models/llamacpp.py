@@ -13,7 +13,7 @@ import json
 import os
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,15 @@ from pydantic import Field
 
 from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError
 from collab.models import catalog
-from collab.models.engine import CHATML_TEMPLATE, ChatTemplate, Sampling, shared_prefix
+from collab.models.engine import (
+    CHATML_TEMPLATE,
+    ChatTemplate,
+    EngineState,
+    Grammar,
+    Sampling,
+    Tokens,
+    shared_prefix,
+)
 from collab.models.grammar import GrammarGate, constrained_tokens
 from collab.models.local import LocalChatModel
 
@@ -31,17 +39,13 @@ _LOOSE_CHAR = r'char ::= [^"\\]'
 _JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(EngineState):
     """A loaded llama.cpp model and context; see ``collab.models.engine.Engine``."""
 
     def __init__(self, llama: Any, path: Path, name: str, n_batch: int) -> None:
-        self.llama = llama
-        self.path = path
-        self.name = name
-        self.n_batch = n_batch
-        self.lock = threading.Lock()
+        super().__init__(name)
+        self.llama, self.path, self.n_batch = llama, path, n_batch
         self._grammars: dict[str, str] = {}
-        self._pieces: dict[int, bytes] = {}
         self._template: ChatTemplate | None = None
 
     @property
@@ -95,29 +99,20 @@ class LlamaCppEngine:
 
         return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
 
-    def trace_extra(self) -> dict[str, Any]:
-        return {}
-
-    def generate(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        schema: dict[str, Any] | None,
-        written: int = 0,
-    ) -> Iterator[int]:
+    def generate(self, prompt: list[int], sampling: Sampling, grammar: Grammar | None) -> Tokens:
         # llama.cpp's numbers depend slightly on batch shape. Evaluating the last
         # prompt token on its own, whether or not the rest came from the cache,
         # keeps greedy output identical across calls.
         if len(prompt) > 1:
             self.logits(prompt[:-1], len(prompt) - 1)
-        if schema is not None:
+        if grammar is not None:
             vocab = self.llama._model.vocab
-            gate = GrammarGate(vocab, self._gbnf(schema), int(self.llama.n_vocab()))
-            gate.written(prompt[len(prompt) - written :] if written else [])
+            gate = GrammarGate(vocab, self._gbnf(grammar.schema), int(self.llama.n_vocab()))
+            gate.written(prompt[len(prompt) - grammar.written :] if grammar.written else [])
             return constrained_tokens(self._next_logits, gate, prompt, sampling)
         llama = self.llama
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
-        tokens: Iterator[int] = llama.generate(
+        tokens: Tokens = llama.generate(
             prompt,
             temp=sampling.temperature,
             top_k=sampling.top_k,

@@ -16,7 +16,7 @@ gave to calling at all.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from threading import Event
 from typing import Any
 
@@ -37,6 +37,8 @@ from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_to
 from collab.models.profile import ModelProfile
 from collab.models.tool_format import (
     JSON_OBJECT_SCHEMA,
+    TOOL_CALL_MIN_TOKENS,
+    bounded,
     check_tools,
     chosen_tool_names,
     opens_call,
@@ -222,11 +224,13 @@ class LocalChatModel(StreamFirstChatModel):
                 yield self._call(request, None, stats)
             else:
                 yield from self._text_or_call(request, prompt, stats, cancel)
-        elif request.schema is not None:
-            for piece in constrained.structured_text(
-                engine, prompt, request.sampling, request.schema, stats, cancel
-            ):
-                yield AIMessageChunk(content=piece)
+        elif request.schema is not None:  # bounded, and with room to finish
+            budget = max(request.sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
+            room = replace(request.sampling, max_tokens=budget)
+            schema = bounded(request.schema)
+            yield AIMessageChunk(
+                content=constrained.json_under(engine, prompt, room, schema, stats, cancel)
+            )
         else:
             for piece in decode_text(engine, prompt, request.sampling, None, stats, cancel):
                 yield AIMessageChunk(content=piece)

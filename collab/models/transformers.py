@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ from collab.models import catalog
 from collab.models.engine import (
     CHATML_TEMPLATE,
     ChatTemplate,
+    EngineState,
+    Grammar,
     Sampling,
+    Tokens,
     pick_token,
     shared_prefix,
 )
@@ -65,18 +68,14 @@ def _byte_decoder() -> dict[str, int]:
 _BYTE_DECODER = _byte_decoder()
 
 
-class TransformersEngine:
+class TransformersEngine(EngineState):
     """A transformers model and tokenizer; see ``collab.models.engine.Engine``."""
 
     def __init__(self, model: Any, tokenizer: Any, name: str, n_ctx: int) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.name = name
-        self.n_ctx = n_ctx
-        self.lock = threading.Lock()
+        super().__init__(name)
+        self.model, self.tokenizer, self.n_ctx = model, tokenizer, n_ctx
         self.cache: Any = None  # KV cache of ``cached`` tokens, reused across calls
         self.cached: list[int] = []
-        self._pieces: dict[int, bytes] = {}
         self._grammar_compiler: Any = None
         vocab = tokenizer.get_vocab()
         self.eog = {vocab[t] for t in _EOG_TEXTS if t in vocab}
@@ -109,9 +108,6 @@ class TransformersEngine:
     def is_eog(self, token: int) -> bool:
         return token in self.eog
 
-    def trace_extra(self) -> dict[str, Any]:
-        return {}
-
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return list(
             self.tokenizer(text, add_special_tokens=False, split_special_tokens=not special)[
@@ -122,16 +118,10 @@ class TransformersEngine:
     def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
         return str(self.tokenizer.decode(list(tokens), skip_special_tokens=not special))
 
-    def generate(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        schema: dict[str, Any] | None,
-        written: int = 0,
-    ) -> Iterator[int]:
+    def generate(self, prompt: list[int], sampling: Sampling, grammar: Grammar | None) -> Tokens:
         rng = np.random.default_rng(sampling.seed)
-        matcher, bitmask = self._matcher(schema) if schema is not None else (None, None)
-        for token in prompt[len(prompt) - written :] if written else []:
+        matcher, bitmask = self._matcher(grammar.schema) if grammar else (None, None)
+        for token in prompt[len(prompt) - grammar.written :] if grammar and grammar.written else []:
             if matcher is not None and not matcher.accept_token(token):
                 raise ModelOutputError("a reply resumed part way does not fit its grammar")
         tokens = list(prompt)

@@ -9,7 +9,7 @@ this engine.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 from pydantic import ConfigDict, Field
 
 from collab.errors import CapabilityError
-from collab.models.engine import ChatTemplate, Engine, Sampling
+from collab.models.engine import ChatTemplate, Engine, Grammar, Sampling, Tokens
 from collab.models.local import LocalChatModel
 from collab.speculative.decoder import SpeculativeDecoder, draft_model
 from collab.speculative.drafters import CombinedDrafter, Drafter, ModelDrafter, NgramDrafter
@@ -78,20 +78,14 @@ class SpeculativeEngine:
     def trace_extra(self) -> dict[str, Any]:
         return {"speculative": self.decoder.stats.summary()}
 
-    def generate(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        schema: dict[str, Any] | None,
-        written: int = 0,
-    ) -> Iterator[int]:
-        if schema is not None:
+    def generate(self, prompt: list[int], sampling: Sampling, grammar: Grammar | None) -> Tokens:
+        if grammar is not None:
             if self.remote:
                 raise CapabilityError(
                     "tool calls and structured output do not run speculatively against a server",
                     hint="send grammar-constrained requests to the server model directly",
                 )
-            yield from self.target.generate(prompt, sampling, schema, written)
+            yield from self.target.generate(prompt, sampling, grammar)
             return
         with ExitStack() as stack:
             draft = draft_model(self.drafter)
