@@ -124,6 +124,24 @@ def test_an_llm_that_dies_mid_stream(
     assert [c.location for c in trace.calls] == ["local"]
 
 
+def test_the_llm_server_killed_mid_stream(slm: LlamaCppChatModel) -> None:
+    server = LocalLLMServer(catalog.resolve(SMOL), alias=SMOL, n_ctx=512, n_threads=1)
+    server.start()
+    llm = remote_at(server.base_url, max_tokens=200, max_retries=0, timeout=10)
+    pair = CollabChatModel(slm=slm, llm=llm, policy=Policy(default="llm_only"))
+    chunks = pair.stream("Count from 1 to 100, one number per line.")
+    try:
+        assert next(c for c in chunks if c.content)  # the LLM has started answering
+    finally:
+        if server.process is not None:
+            server.process.kill()  # SIGKILL, mid-answer
+            server.process.wait()
+        server.stop()
+    with pytest.raises(ModelUnavailableError, match=r"part way|before the answer was finished"):
+        for _ in chunks:  # shown in part already: an error, not an answer swapped mid-way
+            pass
+
+
 def test_the_breaker_opens_after_failures_and_lets_traffic_back(
     breaking: tuple[str, type[_Breaking]], remote: OpenAICompatibleChatModel
 ) -> None:
