@@ -222,6 +222,7 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
     def _run(
         self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
     ) -> Iterator[ChatGenerationChunk]:
+        self.client  # noqa: B018 (a stand-in server starts here and learns its URL)
         breaker = breaker_for(self.base_url)
         breaker.before_call(self._where)
         try:
@@ -251,6 +252,7 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
     async def _arun(
         self, messages: list[BaseMessage], stop: Stop, options: Options
     ) -> AsyncIterator[ChatGenerationChunk]:
+        self.aclient  # noqa: B018 (a stand-in server starts here and learns its URL)
         breaker = breaker_for(self.base_url)
         breaker.before_call(self._where)
         try:
