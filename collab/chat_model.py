@@ -19,12 +19,13 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from collab.config import load_settings
 from collab.errors import ModelUnavailableError, PolicyError
-from collab.messages import text_content
+from collab.messages import answered_calls, call_key, text_content
 from collab.models.base import Chunks, Options, Stop, StreamFirstChatModel, iterate_in_thread
 from collab.models.profile import location_of
+from collab.models.tool_format import opens_call
 from collab.options import check_options
 from collab.policy import Decision, Ledger, Policy, Request, classify
-from collab.strategies.base import Strategy
+from collab.strategies.base import Strategy, answer_chunks, gather
 from collab.strategies.cascade import Cascade
 from collab.strategies.draft_verify import DraftVerify
 from collab.strategies.fallback import llm_down
@@ -174,7 +175,36 @@ class CollabChatModel(StreamFirstChatModel):
         check_options(options, type(self).__name__)
         decision = self.admit(messages, **options)
         kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
+        answered = answered_calls(messages) if kwargs.get("tools") else set()
+        if answered:
+            return self._without_repeats(messages, decision, answered, stop=stop, **kwargs)
         return self.answer(messages, decision, whole=whole, stop=stop, **kwargs)
+
+    def _without_repeats(
+        self, messages: list[BaseMessage], decision: Decision, answered: set[str], **kwargs: Any
+    ) -> Iterator[AIMessageChunk]:
+        """The answer, unless it calls again what this turn already has the results of:
+        then the SLM answers from the results (no tool may be called), and the LLM when
+        the SLM writes a call anyway. A tool loop ends instead of repeating itself."""
+        first = gather(self.answer(messages, decision, whole=True, **kwargs))
+        if not first.tool_calls or any(call_key(c) not in answered for c in first.tool_calls):
+            yield from answer_chunks(first, Trace.from_metadata(first.response_metadata))
+            return
+        repeated = ", ".join(sorted({c["name"] for c in first.tool_calls}))
+        spent = Trace.from_metadata(first.response_metadata)
+        quiet = {**kwargs, "tool_choice": "none"}
+        for name, who in (("slm_only", "the SLM"), ("llm_only", "the LLM")):
+            step = decision.model_copy(update={
+                "strategy": name,
+                "reason": f"{decision.reason}; {repeated} was called again with its result "
+                f"already here: {who} answers from the result",
+            })  # fmt: skip
+            reply = gather(self.answer(messages, step, whole=True, **quiet))
+            if not opens_call(text_content(reply.content)):
+                break
+        trace = Trace.from_metadata(reply.response_metadata).merge(spent)
+        trace.escalations.append(f"repeated call to {repeated}: answered from its result")
+        yield from answer_chunks(reply.model_copy(update={"tool_calls": []}), trace)
 
     def answer(
         self,

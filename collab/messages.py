@@ -64,6 +64,21 @@ def question_text(messages: Sequence[BaseMessage]) -> str:
     return text_content(messages[-1].content) if messages else ""
 
 
+def call_key(call: Any) -> str:
+    """Equal for two calls to the same tool with the same arguments."""
+    return json.dumps([call["name"], call["args"]], sort_keys=True)
+
+
+def answered_calls(messages: Sequence[BaseMessage]) -> set[str]:
+    """``call_key`` of each call of the current turn (since the last human message) that
+    has a tool result in ``messages``."""
+    start = max((i for i, m in enumerate(messages) if m.type == "human"), default=0)
+    turn = messages[start:]
+    results = {getattr(m, "tool_call_id", None) for m in turn if m.type == "tool"}
+    calls = (c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls)
+    return {call_key(c) for c in calls if c.get("id") in results}
+
+
 def tool_prompt(tools: list[dict[str, Any]]) -> str:
     """Instructions that teach a model without native tool support to call ``tools``."""
     listing = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)

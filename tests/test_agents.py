@@ -12,6 +12,7 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from collab import CollabChatModel
 from collab.agents import build_graph
 from collab.errors import ModelUnavailableError
 from collab.models.llamacpp import LlamaCppChatModel
@@ -124,6 +125,7 @@ import json, sys
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
+from collab import CollabChatModel
 from collab.agents import build_graph
 from collab.errors import ModelUnavailableError
 from collab.models.llamacpp import LlamaCppChatModel
@@ -184,3 +186,53 @@ def test_langgraph_json_points_at_a_graph_factory() -> None:
         module, attr = path.split(":")
         name = module.removeprefix("./").removesuffix(".py").replace("/", ".")
         assert callable(getattr(importlib.import_module(name), attr))
+
+
+def test_the_pair_does_not_repeat_a_call_whose_result_is_here(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    pair = CollabChatModel(slm=slm, llm=remote, policy=Policy(default="slm_only"))
+    call = {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}
+    history = [
+        HumanMessage("What is the weather in Paris?"),
+        AIMessage(content="", tool_calls=[call]),
+        ToolMessage("Sunny, 21 C in Paris.", tool_call_id="call_1"),
+    ]
+    answer = pair.bind_tools([get_weather]).invoke(history)
+    assert isinstance(answer, AIMessage) and not answer.tool_calls and answer.content
+    trace = Trace.from_metadata(answer.response_metadata)
+    if trace.escalations:  # the SLM called again: it was made to answer from the result
+        assert "answered from its result" in trace.escalations[-1]
+
+
+def test_a_tool_node_loop_finishes_and_runs_each_call_once(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    ran: list[str] = []
+
+    def weather(city: str) -> str:
+        """Get the current weather in a city."""
+        ran.append(city)
+        return f"Sunny, 21 C in {city}."
+
+    pair = CollabChatModel(slm=slm, llm=remote, policy=Policy(default="slm_only"))
+    # "any": every turn must call, the trap in which the SLM calls again and again
+    model = pair.bind_tools([weather], tool_choice="any")
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", lambda state: {"messages": [model.invoke(state["messages"])]})
+    builder.add_node("tools", ToolNode([weather]))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition, ["tools", END])
+    builder.add_edge("tools", "agent")
+    for question in ("What is the weather in Paris?", "Is it sunny in Tokyo today?"):
+        ran.clear()
+        out = builder.compile().invoke(
+            {"messages": [HumanMessage(question)]}, {"recursion_limit": 10}
+        )
+        final = out["messages"][-1]
+        assert isinstance(final, AIMessage) and not final.tool_calls and final.content
+        assert len(ran) == len(set(ran)) == 1  # called, and never the same call twice
+        assert sum(isinstance(m, AIMessage) for m in out["messages"]) <= 3

@@ -45,13 +45,12 @@ from langgraph.types import RetryPolicy, interrupt
 
 from collab.chat_model import CollabChatModel
 from collab.errors import ModelOutputError, ModelUnavailableError
-from collab.messages import text_content
+from collab.messages import call_key, text_content
 from collab.policy import Decision, Policy
 from collab.strategies.base import ask, gather
 from collab.strategies.draft_verify import DraftVerify
 from collab.strategies.fallback import llm_down
 from collab.tools import ToolCaller, make_tools, options_of, run_tool_calls
-from collab.tools.calling import call_key
 from collab.trace import TRACE_KEY, Trace
 
 

@@ -25,7 +25,7 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.tools import BaseTool
 
 from collab.errors import CollabError, ConfigurationError
-from collab.messages import as_ai_message, text_content
+from collab.messages import as_ai_message, call_key, text_content
 from collab.models.profile import profile_of
 from collab.tools.grounding import Conversation, drop_ungrounded, placeholder
 from collab.tools.select import select_tools
@@ -33,11 +33,6 @@ from collab.tools.spec import make_tools, parameters, validate_args
 from collab.trace import Trace
 
 REPAIR = "Your call {call} is not valid: {problem}. Call {name} again with arguments that fix this."
-
-
-def call_key(call: ToolCall) -> str:
-    """Equal for two calls to the same tool with the same arguments."""
-    return json.dumps([call["name"], call["args"]], sort_keys=True)
 
 
 @dataclass
