@@ -146,6 +146,13 @@ with SqliteSaver.from_conn_string(db) as saver:
     config = {"configurable": {"thread_id": "refund-1"}}
     if step == "ask":
         graph.invoke({"messages": [HumanMessage("Please refund order 42.")]}, config)
+    elif step == "ask-and-die":  # killed the moment the interrupt reaches the caller
+        import os, signal
+        asked = {"messages": [HumanMessage("Please refund order 42.")]}
+        for update in graph.stream(asked, config, stream_mode="updates"):
+            if "__interrupt__" in update:
+                print(json.dumps({"asked": True}), flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
     else:  # approve the paused call; refuse any further one
         graph.invoke(Command(resume=True), config)
         while graph.get_state(config).next:
@@ -178,6 +185,24 @@ def test_approval_pauses_persists_on_disk_and_resumes_in_a_new_process(tmp_path:
     resumed = run("resume")  # a new process, the same SQLite file
     assert resumed["next"] == [] and resumed["last"] == "AIMessage"
     assert ledger.read_text().count("\n") == 1  # the approved call ran once; no other did
+
+
+def test_an_approval_survives_a_kill_right_after_the_interrupt(tmp_path: Path) -> None:
+    db, ledger = tmp_path / "threads.sqlite", tmp_path / "refunds.txt"
+
+    def run(step: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", APPROVAL_SCRIPT, str(db), str(ledger), step],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    killed = run("ask-and-die")
+    assert killed.returncode == -9 and '"asked": true' in killed.stdout, killed.stderr[-2000:]
+    assert not ledger.exists()
+    resumed = run("resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["next"] == []
+    assert ledger.read_text().count("\n") == 1  # the approved call ran, exactly once
 
 
 def test_langgraph_json_points_at_a_graph_factory() -> None:

@@ -37,6 +37,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.tool import ToolCall
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -376,4 +377,10 @@ def build_graph(
     for node, targets in routes.items():
         builder.add_conditional_edges(node, _next, targets)
     builder.add_edge("responder", END)
-    return builder.compile(checkpointer=checkpointer)
+    graph = builder.compile(checkpointer=checkpointer)
+    if checkpointer is None:
+        return graph
+    # Each step's checkpoint is written before the next step starts (LangGraph's
+    # "sync" durability; its default, "async", writes while the next step runs): an
+    # approval that reached the caller is on disk even if the process dies then.
+    return graph.with_config(configurable={CONFIG_KEY_DURABILITY: "sync"})
