@@ -191,6 +191,17 @@ def test_the_agent_workflow_answers_and_refuses_client_tools(
         )
 
 
+def test_the_agent_workflow_passes_the_requests_parameters_to_its_models(
+    client: openai.OpenAI,
+) -> None:
+    short = client.chat.completions.create(
+        model="collab-agent", max_tokens=8, temperature=0.0,
+        messages=[{"role": "user", "content": "Tell me a long story about a dragon."}],
+    )  # fmt: skip
+    written = [c for c in collab_of(short)["calls"] if c["role"] in ("drafter", "tool_caller")]
+    assert written and all(c["output_tokens"] <= 8 for c in written)
+
+
 def test_a_wrong_or_missing_key_gives_401(served: BackgroundServer) -> None:
     wrong = openai.OpenAI(base_url=f"{served.url}/v1", api_key="nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):

@@ -37,6 +37,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.tool import ToolCall
+from langchain_core.runnables import RunnableConfig
 from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
@@ -65,6 +66,16 @@ class AgentState(TypedDict, total=False):
     next: str  # where the last node routes to
     rounds: int  # tool rounds in this turn
     turn_start: int  # index in ``trace`` where this turn's entries begin
+
+
+MODEL_OPTIONS = ("max_tokens", "temperature", "top_p", "seed", "stop")
+
+
+def model_options(config: RunnableConfig) -> dict[str, Any]:
+    """The request's options for every model call of a run, from
+    ``config["configurable"]["model_options"]`` (``max_tokens``, ``temperature``, ...)."""
+    given = (config.get("configurable") or {}).get("model_options") or {}
+    return {k: v for k, v in given.items() if k in MODEL_OPTIONS and v is not None}
 
 
 def _emit(event: str, **data: Any) -> None:
@@ -131,7 +142,7 @@ class _Agent:
             "turn_start": len(state.get("trace", [])),
         }
 
-    def tool_caller(self, state: AgentState) -> dict[str, Any]:
+    def tool_caller(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         messages = state["messages"]
         caller = ToolCaller(
             self.slm,
@@ -141,7 +152,8 @@ class _Agent:
             min_name_logprob=self.min_name_logprob,
         )
         first = not state.get("rounds")
-        plan = caller.plan(messages, tool_choice=self.tool_choice if first else "auto")
+        choice = self.tool_choice if first else "auto"
+        plan = caller.plan(messages, tool_choice=choice, options=model_options(config))
         trace = [plan.trace.to_metadata()]
         if plan.escalation:
             _emit("escalation", node="tool_caller", reason=plan.escalation, by=plan.by)
@@ -207,14 +219,14 @@ class _Agent:
         nxt = "tool_caller" if rounds < self.max_tool_rounds else "drafter"
         return {"messages": out, "rounds": rounds, "next": nxt}
 
-    def drafter(self, state: AgentState) -> dict[str, Any]:
+    def drafter(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         decision = self.decision(state)
         messages = state["messages"]
         if decision.strategy == "speculative":
-            answer = self.pair.strategy("speculative").invoke(messages)
+            answer = self.pair.strategy("speculative").invoke(messages, **model_options(config))
             trace = Trace.from_metadata(answer.response_metadata)
         else:
-            answer, trace = ask(self.slm, messages, "drafter")
+            answer, trace = ask(self.slm, messages, "drafter", **model_options(config))
         return {
             "answer": answer,
             "trace": [trace.to_metadata()],
@@ -281,10 +293,10 @@ class _Agent:
         ]
         return {"messages": rejected, "trace": [trace.to_metadata()], "next": "drafter"}
 
-    def reasoner(self, state: AgentState) -> dict[str, Any]:
+    def reasoner(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """The LLM answers (the SLM when the LLM is down, as the pair does it)."""
         decision = self.decision(state).model_copy(update={"strategy": "llm_only"})
-        answer = gather(self.pair.answer(state["messages"], decision))
+        answer = gather(self.pair.answer(state["messages"], decision, **model_options(config)))
         trace = Trace.from_metadata(answer.response_metadata)
         for call in trace.calls:
             call.role = "drafter" if trace.extra.get("llm_down") else "reasoner"

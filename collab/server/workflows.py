@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
+from collab.agents.graph import MODEL_OPTIONS
 from collab.config import Settings
 from collab.errors import CollabError
 from collab.trace import Price
@@ -83,7 +84,10 @@ class Workflow:
         if self.agent:
             # The graph runs its own tools and may redo a draft: only its final
             # answer is the reply, so it comes as one chunk.
-            state = await self.runnable.ainvoke({"messages": list(messages)})
+            options = {k: params[k] for k in MODEL_OPTIONS if k in params}
+            state = await self.runnable.ainvoke(
+                {"messages": list(messages)}, {"configurable": {"model_options": options}}
+            )
             final: AIMessage = state["messages"][-1]
             yield AIMessageChunk(
                 content=final.content,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,14 +90,23 @@ class ToolCaller:
         return select_tools(asked, self.tools, self.max_tools)
 
     def plan(
-        self, messages: Sequence[BaseMessage], *, tool_choice: str | None = "auto"
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        tool_choice: str | None = "auto",
+        options: Mapping[str, Any] | None = None,
     ) -> ToolPlan:
-        """Calls for ``messages`` (``tool_choice``: "auto" may answer in text, "any" must call)."""
+        """Calls for ``messages`` (``tool_choice``: "auto" may answer in text, "any" must call).
+
+        ``options``: call options for every model call (``max_tokens``, ``temperature``, ...).
+        """
         messages = convert_to_messages(messages)
         offered = self.shortlist(messages)
         said = Conversation.of(messages)  # what the user gave, before any repair prompt
         plan = ToolPlan(message=AIMessage(content=""))
-        ask = functools.partial(self._ask, offered=offered, said=said, plan=plan)
+        ask = functools.partial(
+            self._ask, offered=offered, said=said, plan=plan, options=options or {}
+        )
         reply, problem = ask(self.slm, messages, tool_choice=tool_choice, role="tool_caller")
         if problem and self.repair and reply is not None and reply.tool_calls:
             bad = next(c for c in reply.tool_calls if self._problem([c], offered, said))
@@ -147,9 +156,12 @@ class ToolCaller:
         tool_choice: str | None,
         plan: ToolPlan,
         role: str,
+        options: Mapping[str, Any],
     ) -> tuple[AIMessage | None, str | None]:
         """The model's reply and what is wrong with its calls (None: nothing)."""
-        kwargs: dict[str, Any] = {"parallel_tool_calls": True} if self.parallel else {}
+        kwargs: dict[str, Any] = (
+            {**options, "parallel_tool_calls": True} if self.parallel else {**options}
+        )
         scored = self.min_logprob is not None or self.min_name_logprob is not None
         if scored and profile_of(model).token_access == "exact":
             kwargs["score_tool_calls"] = True
