@@ -64,6 +64,7 @@ bench: install-dev
 	$(BIN)/python bench/cascade.py
 	$(BIN)/python bench/bfcl.py
 	$(BIN)/python bench/server.py
+	$(BIN)/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
