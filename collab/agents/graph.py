@@ -38,7 +38,6 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import RunnableConfig
-from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -54,6 +53,11 @@ from collab.strategies.draft_verify import DraftVerify
 from collab.strategies.fallback import llm_down
 from collab.tools import ToolCaller, make_tools, options_of, run_tool_calls
 from collab.trace import TRACE_KEY, Trace
+
+try:  # the configurable key LangGraph reads a run's durability from when none is passed
+    from langgraph._internal._constants import CONFIG_KEY_DURABILITY
+except ImportError:  # pragma: no cover (moved in another LangGraph release)
+    CONFIG_KEY_DURABILITY = "__pregel_durability"
 
 
 class AgentState(TypedDict, total=False):
