@@ -41,7 +41,6 @@ class GrammarGate:
         self._one = (llama_cpp.llama_token_data * 1)()
         self._full = np.zeros(n_vocab, dtype=_TOKEN_DATA)
         self._full["id"] = np.arange(n_vocab, dtype=np.int32)
-        self.masked_steps = 0  # how often the drawn token was refused
 
     def _apply(self, data: Any, size: int) -> None:
         lib = self._lib
@@ -56,7 +55,6 @@ class GrammarGate:
 
     def mask(self, logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``logits`` with every token the grammar refuses at -inf."""
-        self.masked_steps += 1
         full = self._full
         full["id"] = np.arange(full.size, dtype=np.int32)
         full["logit"] = logits
