@@ -57,6 +57,7 @@ def sentences(seed: int, n: int) -> list[Sample]:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=seed)
+        faker.seed(seed)  # again: building the faker drew random numbers
         raw = faker.generate_new_fake_sentences(num_samples=n * 2)
     out: list[Sample] = []
     for item in raw:

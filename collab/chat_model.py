@@ -24,12 +24,13 @@ from collab.models.base import Chunks, Options, Stop, StreamFirstChatModel, iter
 from collab.models.profile import location_of
 from collab.models.tool_format import opens_call
 from collab.options import check_options
+from collab.models import wire
 from collab.policy import Decision, Ledger, Policy, Request, classify
+from collab.privacy import Detector, RemoteGate, Vault
 from collab.strategies.base import Strategy, answer_chunks, gather
 from collab.strategies.cascade import Cascade
 from collab.strategies.draft_verify import DraftVerify
 from collab.strategies.fallback import llm_down
-from collab.strategies.privacy import Redactor, RemoteGate, find_sensitive
 from collab.strategies.registry import Pair, build, uses_llm
 from collab.strategies.route import Route
 from collab.trace import TRACE_KEY, Trace
@@ -54,6 +55,7 @@ class CollabChatModel(StreamFirstChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _ledger: Ledger | None = PrivateAttr(None)
+    _detector: Detector | None = PrivateAttr(None)
     _llm_latency_s: float | None = PrivateAttr(None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -74,10 +76,21 @@ class CollabChatModel(StreamFirstChatModel):
             self._ledger = Ledger(path)
         return self._ledger
 
+    @property
+    def detector(self) -> Detector:
+        """What finds the sensitive values the policy names (built once)."""
+        if self._detector is None:
+            self._detector = Detector(self.policy.sensitive, self.policy.names)
+        return self._detector
+
     def request(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Request:
         """The facts the policy decides on."""
         text = "\n".join(text_content(m.content) for m in messages)
-        sensitive = tuple(sorted({f.kind for f in find_sensitive(text, self.policy.names)}))
+        vault = Vault(self.detector)
+        vault.learn_messages(messages)
+        for schema in (kwargs.get("tools"), kwargs.get("response_format")):
+            vault.learn_schema(schema)
+        sensitive = tuple(sorted(vault.kinds))
         count = getattr(self.slm, "count_prompt_tokens", None)
         prompt_tokens = int(count(messages)) if callable(count) else len(text) // 4
         return Request(
@@ -143,11 +156,12 @@ class CollabChatModel(StreamFirstChatModel):
 
     def remote_for(self, decision: Decision) -> BaseChatModel:
         """The LLM as ``decision`` may use it: a remote one behind a gate that redacts
-        what the decision says to, and audits what leaves the machine."""
+        what the decision says to."""
         if location_of(self.llm) == "local":
             return self.llm
-        redactor = Redactor(names=self.policy.names, enabled=decision.privacy == "redact")
-        return RemoteGate(inner=self.llm, redactor=redactor)
+        return RemoteGate(
+            inner=self.llm, detector=self.detector, enabled=decision.privacy == "redact"
+        )
 
     # ---- running -------------------------------------------------------------------------
 
@@ -172,13 +186,25 @@ class CollabChatModel(StreamFirstChatModel):
     def _answer(
         self, messages: list[BaseMessage], stop: Stop, options: Options, *, whole: bool
     ) -> Iterator[AIMessageChunk]:
+        """The answer; its trace's ``extra["remote_audit"]`` holds every request that left
+        the machine meanwhile (retries and failed attempts too), byte for byte."""
         check_options(options, type(self).__name__)
-        decision = self.admit(messages, **options)
-        kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
-        answered = answered_calls(messages) if kwargs.get("tools") else set()
-        if answered:
-            return self._without_repeats(messages, decision, answered, stop=stop, **kwargs)
-        return self.answer(messages, decision, whole=whole, stop=stop, **kwargs)
+        with wire.recording() as sent:
+            decision = self.admit(messages, **options)
+            kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
+            answered = answered_calls(messages) if kwargs.get("tools") else set()
+            if answered:
+                chunks = self._without_repeats(messages, decision, answered, stop=stop, **kwargs)
+            else:
+                chunks = self.answer(messages, decision, whole=whole, stop=stop, **kwargs)
+            for chunk in chunks:
+                meta = chunk.response_metadata or {}
+                if TRACE_KEY in meta:
+                    trace = Trace.from_metadata(meta)
+                    trace.extra["remote_audit"] = [r.as_dict() for r in sent]
+                    meta = {**meta, TRACE_KEY: trace.to_metadata()}
+                    chunk = chunk.model_copy(update={"response_metadata": meta})
+                yield chunk
 
     def _without_repeats(
         self, messages: list[BaseMessage], decision: Decision, answered: set[str], **kwargs: Any

@@ -7,6 +7,8 @@ redacted first (and restored locally in the answer).
 
 from __future__ import annotations
 
+import json
+
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from rich.console import Console
 from rich.table import Table
@@ -64,9 +66,10 @@ def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None
         decision = chat.decide([HumanMessage(question)])
         console.print(f"[dim]policy: {decision.reason}[/]")
         trace = ask(console, chat, question)
-        for audit in trace.extra.get("remote_audit", []):
-            if audit["redacted"]:
-                sent = audit["messages"][-1]["content"]
+        for request in trace.extra.get("remote_audit", []) if trace.extra.get("redacted") else []:
+            body = json.loads(request["body"] or "{}")
+            if body.get("messages"):
+                sent = body["messages"][-1]["content"]
                 console.print(f"[dim]sent to the LLM, redacted: {sent}[/]")
         rows.append((label, trace))
 

@@ -24,9 +24,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from collab.errors import ConfigurationError
 from collab.messages import text_content
 from collab.options import TaskKind
+from collab.privacy.kinds import KINDS, check_kinds
 from collab.strategies.registry import check_name, uses_llm
 
 PrivacyAction = Literal["redact", "local", "refuse", "allow"]
+
+
+def _known_kinds(kinds: list[str]) -> list[str]:
+    return list(check_kinds(kinds))
+
+
 # A registered strategy's name (collab.strategies.register_strategy adds names).
 StrategyName = Annotated[str, AfterValidator(check_name)]
 
@@ -116,7 +123,13 @@ class Policy(BaseModel):
         description="when sensitive data is found: redact it before the LLM sees "
         "it, keep the request local, refuse it, or allow it as is",
     )
-    names: list[str] = Field(default_factory=list, description="people's names to protect")
+    names: list[str] = Field(
+        default_factory=list, description="people's names to protect (found without them too)"
+    )
+    sensitive: Annotated[list[str], AfterValidator(_known_kinds)] = Field(
+        default_factory=lambda: list(KINDS),
+        description="the kinds of sensitive data to find: " + ", ".join(KINDS),
+    )
     budget: Budget = Field(default_factory=Budget)
     on_llm_down: Literal["slm", "fail"] = "slm"
     route: RouteSettings = Field(default_factory=RouteSettings)

@@ -32,6 +32,7 @@ from collab.errors import (
     ModelUnavailableError,
 )
 from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
+from collab.models import wire
 from collab.models.breaker import breaker_for
 from collab.models.openai_request import (
     Plan,
@@ -117,13 +118,15 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
     @property
     def client(self) -> openai.OpenAI:
         if self._client is None:
-            self._client = openai.OpenAI(**self._client_kwargs())
+            self._client = openai.OpenAI(**self._client_kwargs(), http_client=wire.http_client())
         return self._client
 
     @property
     def aclient(self) -> openai.AsyncOpenAI:
         if self._aclient is None:
-            self._aclient = openai.AsyncOpenAI(**self._client_kwargs())
+            self._aclient = openai.AsyncOpenAI(
+                **self._client_kwargs(), http_client=wire.async_http_client()
+            )
         return self._aclient
 
     def _error(self, exc: Exception) -> CollabError:

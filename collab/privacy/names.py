@@ -27,21 +27,24 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from collab.privacy.words import zipf
 
 # zipf frequency (log10 per billion words) above which a written form is a common word
-CAPITALIZED_COMMON = 5.0  # a capitalized known name mid-sentence: "Grace" (4.6) yes, "Will" no
-SENTENCE_START_COMMON = 4.0  # at the start of a sentence, where every word is capitalized
+CAPITALIZED_COMMON = 4.5  # a capitalized known name mid-sentence: "Maria" (4.3) yes, "Will" no
+SENTENCE_START_COMMON = 4.5  # at the start of a sentence, where every word is capitalized
 LOWERCASE_COMMON = 3.5  # a lower-case known name: "rao" (3.3) yes, "mark" (5.1) no
 UNKNOWN_COMMON = 3.0  # an unknown word next to a name, or after a cue, joins it below this
 PAIR_COMMON = 4.0  # a word after a known name, both capitalized, is its surname below this
-RARE_PAIR = 1.5  # two capitalized words both rarer than this are taken for a name
+RARE_PAIR = 2.0  # two capitalized words both rarer than this are taken for a name
 SURNAME_COMMON = 2.0  # an unknown capitalized word with a surname's ending is one below this
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _CUE = re.compile(
     r"(?:\bmy name is|\bname\s*:|\bi am|\bi'm|\bcall me|\bthis is|\bsigned|\bregards,?|\bdear|"
-    r"\bhi|\bhello|\bhey|\bthanks|\bthank you|\bmr|\bmrs|\bms|\bmiss|\bmx|\bdr|\bprof|\bsir|\bmadam)"
-    r"\.?\s+$",
+    r"\bhi|\bhello|\bhey|\bthanks|\bthank you|\bsincerely|\bcustomer|\bpatient|\bclient|"
+    r"\bemployee|\btenant|\bguest|\bpassenger|\bapplicant|\battn|\bmr|\bmrs|\bms|\bmiss|\bmx|\bdr|\bprof|\bsir|\bmadam)"
+    r"[.:]?\s+$",
     re.IGNORECASE,
 )
+# what comes before a place ("flights from Paris"), with no cue for a person
+_PLACE_CUE = re.compile(r"\b(?:in|at|from|near|via|into|across|around|outside)\s+$")
 # what follows a company's name, not a person's
 _COMPANY = re.compile(
     r"^[ \t,]*(?:[^\W\d_][\w&.-]*[ \t]+){0,2}(?:inc|corp|corporation|co|company|ltd|llc|plc|"
@@ -141,7 +144,7 @@ class _Word:
             return True
         if self.never or not self.capitalized:
             return False
-        return self.known or self.zipf < UNKNOWN_COMMON
+        return self.known or self.zipf < PAIR_COMMON
 
 
 def _between(text: str, left: _Word, right: _Word) -> bool:
@@ -182,8 +185,10 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
             last += 1
         start, end = words[first].start, words[last].end
         line = text[text.rfind("\n", 0, start) + 1 : (text.find("\n", end) + 1 or len(text) + 1) - 1]
-        alone = first == last and line.strip() == text[start:end] and "\n" in text.strip()
-        if not _COMPANY.match(text[end:]) and not alone:  # a company, or a town on its line
+        one_word = first == last
+        alone = one_word and line.strip() == text[start:end] and "\n" in text.strip()
+        place = one_word and _PLACE_CUE.search(text[max(0, start - 12) : start])
+        if not _COMPANY.match(text[end:]) and not alone and not place:
             yield start, end
         i = last + 1
 
