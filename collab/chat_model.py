@@ -20,11 +20,11 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from collab.config import load_settings
 from collab.errors import ModelUnavailableError, PolicyError
 from collab.messages import answered_calls, call_key, text_content
+from collab.models import wire
 from collab.models.base import Chunks, Options, Stop, StreamFirstChatModel, iterate_in_thread
 from collab.models.profile import location_of
 from collab.models.tool_format import opens_call
 from collab.options import check_options
-from collab.models import wire
 from collab.policy import Decision, Ledger, Policy, Request, classify
 from collab.privacy import Detector, RemoteGate, Vault
 from collab.strategies.base import Strategy, answer_chunks, gather

@@ -127,7 +127,7 @@ class Policy(BaseModel):
         default_factory=list, description="people's names to protect (found without them too)"
     )
     sensitive: Annotated[list[str], AfterValidator(_known_kinds)] = Field(
-        default_factory=lambda: list(KINDS),
+        default_factory=lambda: [str(k) for k in KINDS],
         description="the kinds of sensitive data to find: " + ", ".join(KINDS),
     )
     budget: Budget = Field(default_factory=Budget)

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),
     ("speculative",),
     ("tools",),
+    ("privacy",),
     ("strategies",),
     ("chat_model", "policy"),
     ("agents", "middleware"),

@@ -9,8 +9,8 @@ from langchain_core.messages import HumanMessage
 
 from collab.errors import ConfigurationError
 from collab.policy import Ledger, Policy, Request, classify
+from collab.privacy import Detector, Vault
 from collab.strategies.cascade import Record, pick_threshold
-from collab.strategies.privacy import Redactor, find_sensitive
 from collab.strategies.route import TrainedScorer
 from collab.strategies.signals import code_passes_examples, json_matches
 
@@ -129,20 +129,21 @@ def test_sensitive_spans_are_found_and_checksums_respected() -> None:
         f"Customer: {PLANTED['name']}, mail {PLANTED['email']}, tel {PLANTED['phone']}, "
         f"card {PLANTED['card']}, IBAN {PLANTED['iban']}, SSN {PLANTED['national_id']}."
     )
-    found = {f.kind: f.text for f in find_sensitive(text)}
+    found = {f.kind: f.text for f in Detector().find(text)}
     assert found == PLANTED
-    assert not [f for f in find_sensitive("card 4111 1111 1111 1112") if f.kind == "card"]
-    assert not find_sensitive("The meeting is in room 12 at 3pm.")
+    assert not [f for f in Detector().find("card 4111 1111 1111 1112") if f.kind == "card"]
+    assert not Detector().find("The meeting is in room 12 at 3pm.")
 
 
 def test_redaction_round_trip() -> None:
-    redactor = Redactor(names=["Ada Lovelace"])
+    vault = Vault(Detector(names=["Ada Lovelace"]))
     text = "Ada Lovelace (ada@example.com) wrote to ada@example.com; Lovelace signed."
-    hidden = redactor.redact_text(text)
+    vault.learn(text)
+    hidden = vault.redact(text)
     assert "ada@example.com" not in hidden and "Lovelace" not in hidden
     assert hidden.count("[EMAIL_1]") == 2
-    assert redactor.restore(hidden) == text
-    assert redactor.pending("Dear [NAME_") == len("Dear ")
+    assert vault.restore(hidden) == text
+    assert vault.pending("Dear [NAME_") == len("Dear ")
 
 
 def test_threshold_reaches_quality_at_least_escalation() -> None:

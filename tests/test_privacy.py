@@ -128,7 +128,7 @@ def test_each_shape_is_kept_off_the_server(
 def test_tool_call_arguments_come_back_restored(
     slm: LlamaCppChatModel, proxy: RecordingProxy, tmp_path: Path
 ) -> None:
-    class lookup(BaseModel):  # noqa: N801 (a tool's name)
+    class lookup(BaseModel):
         """Look up a customer by e-mail address."""
 
         email: str
@@ -182,8 +182,12 @@ def test_privacy_local_sends_nothing_at_all(
 
 def test_one_placeholder_per_value_across_messages_cases_and_spacing() -> None:
     vault = Vault(Detector())
-    vault.learn_messages([SystemMessage("Customer: Ingrid Halvorsen, ingrid@example.org"),
-                          HumanMessage("Tell INGRID   HALVORSEN at Ingrid@Example.org hi")])  # fmt: skip
+    vault.learn_messages(
+        [
+            SystemMessage("Customer: Ingrid Halvorsen, ingrid@example.org"),
+            HumanMessage("Tell INGRID   HALVORSEN at Ingrid@Example.org hi"),
+        ]
+    )
     sent = vault.redact("Tell INGRID   HALVORSEN at Ingrid@Example.org hi; ingrid too")
     assert sent == "Tell [NAME_1] at [EMAIL_1] hi; [NAME_2] too"
     assert vault.restore(sent) == "Tell Ingrid Halvorsen at ingrid@example.org hi; Ingrid too"
@@ -212,5 +216,7 @@ def test_an_unknown_kind_is_refused_naming_the_kinds(tmp_path: Path) -> None:
         Policy(sensitive=["name", "passport"])
     path = tmp_path / "policy.toml"
     path.write_text('sensitive = ["name", "passport"]\n')
-    with pytest.raises(ConfigurationError, match=r"(?s)policy.toml.*sensitive.*'passport'.*name, email"):
+    with pytest.raises(
+        ConfigurationError, match=r"(?s)policy.toml.*sensitive.*'passport'.*name, email"
+    ):
         Policy.from_file(path)

@@ -31,8 +31,8 @@ from collab.errors import (
     ModelOutputError,
     ModelUnavailableError,
 )
-from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
 from collab.models import wire
+from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
 from collab.models.breaker import breaker_for
 from collab.models.openai_request import (
     Plan,

@@ -8,13 +8,13 @@ code meant to send.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import httpx
 import openai
 
 _RECORDERS: ContextVar[tuple[list[SentRequest], ...]] = ContextVar("collab_sent", default=())
@@ -30,7 +30,7 @@ class SentRequest:
         return asdict(self)
 
 
-def _record(request: httpx.Request) -> None:
+def _record(request: Any) -> None:  # the SDK's httpx Request
     recorders = _RECORDERS.get()
     if recorders:
         body = request.read().decode("utf-8", errors="replace")
@@ -39,16 +39,16 @@ def _record(request: httpx.Request) -> None:
             recorder.append(sent)
 
 
-async def _arecord(request: httpx.Request) -> None:
+async def _arecord(request: Any) -> None:
     _record(request)
 
 
-def http_client() -> httpx.Client:
+def http_client() -> openai.DefaultHttpxClient:
     """The OpenAI SDK's default HTTP client, recording what it sends."""
     return openai.DefaultHttpxClient(event_hooks={"request": [_record]})
 
 
-def async_http_client() -> httpx.AsyncClient:
+def async_http_client() -> openai.DefaultAsyncHttpxClient:
     return openai.DefaultAsyncHttpxClient(event_hooks={"request": [_arecord]})
 
 
@@ -60,7 +60,6 @@ def recording() -> Iterator[list[SentRequest]]:
     try:
         yield sent
     finally:
-        try:
+        # closed from another context (a generator collected elsewhere): nothing to undo
+        with contextlib.suppress(ValueError):
             _RECORDERS.reset(token)
-        except ValueError:  # closed from another context (a generator collected elsewhere)
-            pass

@@ -9,6 +9,7 @@ names (``collab.privacy.names``). Nothing leaves the machine to find them.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -43,11 +44,12 @@ def _analyzer() -> Any:
 
     class BlankEnglish(SpacyNlpEngine):  # tokens only: no model to download
         def load(self) -> None:
-            self.nlp = {"en": spacy.blank("en")}
+            self.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]
 
     # the e-mail recognizer checks domains against the public suffix list: the copy
     # that ships with tldextract, never a download
     tldextract.tldextract.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)  # other languages skipped
     engine = BlankEnglish(models=[{"lang_code": "en", "model_name": "blank"}])
     engine.load()
     registry = RecognizerRegistry(supported_languages=["en"])
@@ -140,7 +142,8 @@ class Detector:
         spans = [
             (r.start, r.end, KIND_OF[r.entity_type], r.score)
             for r in results
-            if r.entity_type in KIND_OF and not _implausible(KIND_OF[r.entity_type], text[r.start : r.end])
+            if r.entity_type in KIND_OF
+            and not _implausible(KIND_OF[r.entity_type], text[r.start : r.end])
         ]
         chosen: list[Finding] = []
         # the longest span wins an overlap, then the surest; spans of one kind that

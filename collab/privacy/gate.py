@@ -57,7 +57,9 @@ class RemoteGate(StreamFirstChatModel):
         self, messages: list[BaseMessage], options: Options
     ) -> tuple[Vault, list[BaseMessage], dict[str, Any]]:
         vault = self.vault(messages, options)
-        sent = {k: vault.redact_schema(v) if k in _SCHEMA_OPTIONS else v for k, v in options.items()}
+        sent = {
+            k: vault.redact_schema(v) if k in _SCHEMA_OPTIONS else v for k, v in options.items()
+        }
         return vault, vault.redact_messages(messages), sent
 
     def _run(
@@ -114,7 +116,10 @@ class _Restorer:
         self.unrestored += dropped + self.vault.unresolved(tail)
         rest = self.rest or AIMessageChunk(content="")
         calls = [
-            {**c, "args": self.vault.restore_arguments(c["args"]) if c.get("args") else c.get("args")}
+            {
+                **c,
+                "args": self.vault.restore_arguments(c.get("args") or ""),
+            }
             for c in rest.tool_call_chunks
         ]
         meta = dict(rest.response_metadata or {})
@@ -130,7 +135,9 @@ class _Restorer:
             tool_call_chunks=calls,
             response_metadata=meta,
             usage_metadata=rest.usage_metadata,
-            additional_kwargs={k: v for k, v in rest.additional_kwargs.items() if k != "tool_calls"},
+            additional_kwargs={
+                k: v for k, v in rest.additional_kwargs.items() if k != "tool_calls"
+            },
             id=rest.id,
             chunk_position=rest.chunk_position,
         )

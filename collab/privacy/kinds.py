@@ -23,9 +23,14 @@ ENTITIES: dict[Kind, tuple[str, ...]] = {
     "iban": ("IBAN_CODE",),
     "bank_account": ("US_BANK_NUMBER", "CRYPTO"),
     "national_id": (
-        "US_SSN", "US_ITIN", "US_PASSPORT", "US_DRIVER_LICENSE", "UK_NHS",
-        "MEDICAL_LICENSE", "NATIONAL_ID",
-    ),  # fmt: skip
+        "US_SSN",
+        "US_ITIN",
+        "US_PASSPORT",
+        "US_DRIVER_LICENSE",
+        "UK_NHS",
+        "MEDICAL_LICENSE",
+        "NATIONAL_ID",
+    ),
     "ip": ("IP_ADDRESS", "MAC_ADDRESS"),
     "url": ("URL",),
     "date": ("DATE_TIME", "DATE"),
@@ -44,5 +49,5 @@ def check_kinds(kinds: Iterable[str]) -> tuple[Kind, ...]:
                 f"unknown sensitive-data kind {kind!r}",
                 hint=f"the kinds are: {', '.join(KINDS)}",
             )
-        out.append(kind)  # type: ignore[arg-type]
+        out.append(kind)
     return tuple(out)

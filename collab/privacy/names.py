@@ -16,6 +16,7 @@ rendering of presidio-evaluator's templates and reported on another.
 from __future__ import annotations
 
 import importlib
+import itertools
 import pkgutil
 import re
 from collections.abc import Iterator
@@ -109,7 +110,10 @@ class _Word:
         self.initial = (
             len(self.text) == 1
             and self.capitalized
-            and (after[:1] == "." or (self.text not in "AI" and after[:1] == " " and after[1:2].isupper()))
+            and (
+                after[:1] == "."
+                or (self.text not in "AI" and after[:1] == " " and after[1:2].isupper())
+            )
         )
         if self.initial and after[:1] == ".":
             self.end += 1
@@ -157,7 +161,7 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each name in ``text``."""
     words = [_Word(m, text) for m in _WORD.finditer(text)]
     seeds = [w.seed() for w in words]
-    for i, (word, after) in enumerate(zip(words, words[1:], strict=False)):
+    for i, (word, after) in enumerate(itertools.pairwise(words)):
         # two capitalized words that make a name together: a known one that opens a
         # sentence before a rare one ("Victor Trudeau"), or two rare ones ("Peterke Barabás")
         pair = _between(text, word, after) and word.capitalized and after.capitalized
@@ -175,16 +179,23 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
             i += 1
             continue
         first = last = i
-        while first > 0 and _between(text, words[first - 1], words[first]) and (
-            seeds[first - 1] or words[first - 1].joins()
-        ) and not words[first].sentence_start:
+        while (
+            first > 0
+            and _between(text, words[first - 1], words[first])
+            and (seeds[first - 1] or words[first - 1].joins())
+            and not words[first].sentence_start
+        ):
             first -= 1
-        while last + 1 < len(words) and _between(text, words[last], words[last + 1]) and (
-            seeds[last + 1] or words[last + 1].joins()
+        while (
+            last + 1 < len(words)
+            and _between(text, words[last], words[last + 1])
+            and (seeds[last + 1] or words[last + 1].joins())
         ):
             last += 1
         start, end = words[first].start, words[last].end
-        line = text[text.rfind("\n", 0, start) + 1 : (text.find("\n", end) + 1 or len(text) + 1) - 1]
+        line = text[
+            text.rfind("\n", 0, start) + 1 : (text.find("\n", end) + 1 or len(text) + 1) - 1
+        ]
         one_word = first == last
         alone = one_word and line.strip() == text[start:end] and "\n" in text.strip()
         place = one_word and _PLACE_CUE.search(text[max(0, start - 12) : start])

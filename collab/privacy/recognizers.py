@@ -8,7 +8,6 @@ Each is a Presidio ``PatternRecognizer`` reporting one of collab's entities
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
@@ -35,7 +34,7 @@ _JOINED = (
     r"stra(?:ss|ß)e|straat|gasse|weg|vej|gade|gatan|vägen|veien|vegen|gata|laan|katu|tie|"
     r"vegur|stræti|straeti|utca|ulica|sokak|caddesi"
 )
-_UNIT = r"(?:apt|apartment|suite|ste|unit|flat|floor|room|rm|bldg)\.?[ \t]*#?[ \t]*\d+\w?"
+_UNIT = r"(?:apt|apartment|suite|ste|unit|flat)\.?[ \t]*#?[ \t]*\d+\w?"
 _W = r"[^\W\d_][\w'’-]*"  # one word of a street's name
 _CONNECTOR = r"(?:de|del|della|di|da|do|dos|das|du|des|la|le|van|von|der|den|y|i)"
 _NAME = rf"{_W}(?:[ \t]+(?:{_CONNECTOR}[ \t]+)?{_W}){{0,3}}"  # up to four words
@@ -60,7 +59,11 @@ _ADDRESS = [
     # Metsanurga 48 street
     Pattern("name, number, type", rf"\b{_W}[ \t]+{_NUMBER}[ \t]+(?:{_AFTER_NAME})\b", 0.5),
     Pattern("unit", rf"\b{_UNIT}\b", 0.5),
-    Pattern("postcode after a cue", r"(?<=\b(?:zip|postal|post)[ \t]?(?:code)?(?:[ \t]+is)?[: \t]+)[A-Z0-9][A-Z0-9 -]{2,9}\b", 0.6),
+    Pattern(
+        "postcode after a cue",
+        r"(?<=\b(?:zip|postal|post)[ \t]?(?:code)?(?:[ \t]+is)?[: \t]+)[A-Z0-9][A-Z0-9 -]{2,9}\b",
+        0.6,
+    ),
     Pattern("post box", r"\b(?:P\.?[ \t]?O\.?[ \t]?)?Box[ \t]+\d+\b", 0.5),
     # UK postcodes; the ZIP after a US state; a postcode closing a line ("Canada 15097")
     Pattern("uk postcode", r"(?-i:\b[A-Z]{1,2}\d[A-Z\d]?[ \t]*\d[A-Z]{2}\b)", 0.5),
@@ -89,9 +92,17 @@ _SECRET = [
     Pattern("aws key id", r"(?-i:\bA(?:KIA|SIA)[0-9A-Z]{16}\b)", 0.9),
     Pattern("slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b", 0.9),
     Pattern("jwt", r"\beyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{8,}\b", 0.9),
-    Pattern("private key block", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----", 1.0),
+    Pattern(
+        "private key block",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+        1.0,
+    ),
     # long random-looking strings: letters and digits mixed, 24 characters or more
-    Pattern("long random string", r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{24,}\b", 0.5),
+    Pattern(
+        "long random string",
+        r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{24,}\b",
+        0.5,
+    ),
 ]
 
 _DIGIT_WORD = r"(?:zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple)"
@@ -101,13 +112,16 @@ _PHONE = [
     # national and international numbers Presidio's phonenumbers regions miss
     Pattern(
         "digit groups",
-        r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{2,5}(?:[ .-]?\d{2,5}){1,4}(?![\w-])",
+        r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?"
+        r"\d{2,5}(?:[ .-]?\d{2,5}){1,4}(?![\w-])",
         0.4,
     ),
 ]
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _DATE = [
-    Pattern("day month year", rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}\b", 0.6),
+    Pattern(
+        "day month year", rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}\b", 0.6
+    ),
     Pattern("month day year", rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b", 0.6),
     Pattern("numeric date", r"\b\d{1,4}[/.-]\d{1,2}[/.-]\d{2,4}\b", 0.5),
     Pattern(
@@ -129,7 +143,11 @@ class _StreetAndNumber(EntityRecognizer):
     """A house number beside a street's name that is no English word: "Parmova 110",
     "Jahu 85", "20090 Steinfelden" (street types unknown in the name's language)."""
 
-    _PAIR = re.compile(r"(?<![\w.])(?:(\d{1,5}[a-zA-Z]?)[ \t]+)?((?:[^\W\d_][\w'’-]*[ \t]+){1,2})(\d{1,5}[a-zA-Z]?)?(?![\w.,:]\d)")
+    _PAIR = re.compile(
+        r"(?<![\w.])(?:(\d{1,5}[a-zA-Z]?)[ \t]+)?"  # a number before,
+        r"((?:[^\W\d_][\w'’-]*[ \t]+){1,2})"  # one or two words,
+        r"(\d{1,5}[a-zA-Z]?)?(?![\w.,:]\d)"  # a number after
+    )
 
     def __init__(self) -> None:
         super().__init__(supported_entities=["ADDRESS"], name="street and number")
@@ -156,7 +174,7 @@ class _PhoneRecognizer(PatternRecognizer):
         return None if digits >= 6 or digits == 0 else False
 
 
-def recognizers() -> list[PatternRecognizer]:
+def recognizers() -> list[EntityRecognizer]:
     """collab's pattern recognizers, one per entity."""
     return [
         _PhoneRecognizer(supported_entity="PHONE", patterns=_PHONE, global_regex_flags=_FLAGS),

@@ -27,7 +27,7 @@ from collab.privacy.words import zipf
 _KIND = "|".join(k.upper() for k in KINDS)
 # a placeholder as written, or as a model mangles it: [NAME_1], NAME_1, [name 1], [NAME_1
 _MANGLED = re.compile(rf"\[\s*({_KIND})[ _-]?(\d+)\s*\]?|\b({_KIND})_(\d+)\b", re.IGNORECASE)
-_OPENING = re.compile(rf"\[(?:[A-Z_]{{0,14}}\d{{0,4}})$")  # what a placeholder begins with
+_OPENING = re.compile(r"\[(?:[A-Z_]{0,14}\d{0,4})$")  # what a placeholder begins with
 # keys of tool and response schemas whose values are text a user may have written
 _SCHEMA_TEXT = {"description", "examples", "example", "default", "enum", "const", "title"}
 
@@ -156,13 +156,19 @@ class Vault:
 
 def _texts(message: BaseMessage) -> list[str]:
     content = message.content
-    texts = [content] if isinstance(content, str) else [
-        b if isinstance(b, str) else str(b.get("text", "")) for b in content if isinstance(b, (str, dict))
-    ]  # fmt: skip
+    blocks = [content] if isinstance(content, str) else content
+    texts = [b if isinstance(b, str) else str(b.get("text", "")) for b in blocks]
     if isinstance(message, AIMessage):
         for call in message.tool_calls:
-            _map_strings(call["args"], lambda s: (texts.append(s), s)[1])
+            texts += _strings(call["args"])
     return texts
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [s for v in items for s in _strings(v)]
 
 
 def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
