@@ -6,6 +6,8 @@ sees the document, and put back locally in the summary.
 
 from __future__ import annotations
 
+import json
+
 from langchain_core.messages import HumanMessage
 
 from collab.chat_model import CollabChatModel
@@ -25,13 +27,13 @@ def main() -> None:
     chat = CollabChatModel(
         slm=make_slm(temperature=0.0, max_tokens=96),
         llm=make_llm(announce=print, temperature=0.0, max_tokens=96),
-        policy=Policy(default="llm_only", privacy="redact", names=["Maria Rossi"]),
+        policy=Policy(default="llm_only", privacy="redact"),
     )
     reply = chat.invoke([HumanMessage(f"Summarise this ticket in two sentences:\n\n{DOCUMENT}")])
     trace = Trace.from_metadata(reply.response_metadata)
-    sent = "\n".join(
-        m["content"] for audit in trace.extra["remote_audit"] for m in audit["messages"]
-    )
+    # the audit: every request that left the machine, as the bytes sent
+    bodies = [json.loads(r["body"]) for r in trace.extra["remote_audit"] if r["body"]]
+    sent = "\n".join(str(m["content"]) for body in bodies for m in body.get("messages", []))
     print("what the LLM received:\n" + sent)
     print("\nsummary (restored locally):\n" + str(reply.content))
     leaked = [p for p in PLANTED if p in sent]
