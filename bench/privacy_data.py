@@ -46,6 +46,11 @@ def _is_date(value: str) -> bool:
     return bool(re.search(r"\d", value)) and not re.fullmatch(r"\d{4}", value.strip())
 
 
+def _clean(text: str) -> str:
+    """The generator writes newlines as "\\n" and empty cells of its table as "nan"."""
+    return re.sub(r"(?<=[ \t,])nan\b", "", text.replace("\\n", "\n"))
+
+
 def sentences(seed: int, n: int) -> list[Sample]:
     """``n`` rendered templates (those with at least one slot), deterministic in ``seed``."""
     import contextlib
@@ -61,11 +66,9 @@ def sentences(seed: int, n: int) -> list[Sample]:
         raw = faker.generate_new_fake_sentences(num_samples=n * 2)
     out: list[Sample] = []
     for item in raw:
-        # the generator writes newlines as "\\n" and empty cells of its table as "nan"
-        text = re.sub(r"(?<=[ \t,])nan\b", "", item.full_text.replace("\\n", "\n"))
-        sample = Sample(text)
+        sample = Sample(_clean(item.full_text))
         for span in item.spans:
-            value = span.entity_value.strip()
+            value = _clean(span.entity_value).strip()
             if not value or value.lower() == "nan":  # an empty cell of the people table
                 continue
             kind = SENSITIVE.get(span.entity_type)

@@ -111,12 +111,20 @@ class CollabChatModel(StreamFirstChatModel):
         """What the policy would do with ``messages``, without running it."""
         request = self.request(messages, **kwargs)
         needs_ledger = self.policy.budget.daily_usd is not None
-        return self.policy.decide(
+        decision = self.policy.decide(
             request,
             spent_today_usd=self.ledger.spent_today() if needs_ledger else 0.0,
             llm_cost_usd=self._llm_cost(request),
             llm_latency_s=self._llm_latency_s,
         )
+        remote_tokens = self.speculative is not None and location_of(self.speculative) == "remote"
+        if decision.privacy == "redact" and decision.strategy == "speculative" and remote_tokens:
+            return decision.model_copy(update={
+                "strategy": "llm_only",
+                "reason": f"{decision.reason}; speculative decoding would send the text to its "
+                "remote verifier unredacted: the LLM answers through the privacy gate",
+            })  # fmt: skip
+        return decision
 
     def admit(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Decision:
         """The policy's decision for ``messages``; a PolicyError when it refuses them."""

@@ -220,3 +220,20 @@ def test_an_unknown_kind_is_refused_naming_the_kinds(tmp_path: Path) -> None:
         ConfigurationError, match=r"(?s)policy.toml.*sensitive.*'passport'.*name, email"
     ):
         Policy.from_file(path)
+
+
+def test_speculation_against_a_remote_verifier_never_sees_sensitive_text(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel, tmp_path: Path
+) -> None:
+    from collab.models import profile_of
+    from collab.speculative import SpeculativeChatModel
+
+    spec = SpeculativeChatModel.remote(slm, remote, gamma=8, temperature=0.0, max_tokens=8)
+    assert profile_of(spec).location == "remote"  # its verifier reads the text
+    chat = CollabChatModel(
+        slm=slm, llm=remote, speculative=spec,
+        policy=Policy(default="speculative", privacy="redact", ledger=tmp_path / "s.db"),
+    )  # fmt: skip
+    decision = chat.decide([HumanMessage("Write to anika.sorensen@example.org")])
+    assert decision.strategy == "llm_only" and "unredacted" in decision.reason
+    assert chat.decide([HumanMessage("Name a colour.")]).strategy == "speculative"

@@ -109,7 +109,8 @@ class LocalChatModel(StreamFirstChatModel):
 
     def collab_profile(self) -> ModelProfile:
         return ModelProfile(
-            name=self.model, location="local", token_access="exact", prompt_logprobs=True,
+            name=self.model, location=getattr(self.engine, "location", "local"),
+            token_access="exact", prompt_logprobs=True,
             token_prompts=True,
             context_length=self.engine.n_ctx,
         )  # fmt: skip

@@ -20,9 +20,11 @@ from pydantic import ConfigDict, Field
 from collab.errors import CapabilityError
 from collab.models.engine import ChatTemplate, Engine, Grammar, Sampling, Tokens
 from collab.models.local import LocalChatModel
+from collab.models.profile import location_of
 from collab.speculative.decoder import SpeculativeDecoder, draft_model
 from collab.speculative.drafters import CombinedDrafter, Drafter, ModelDrafter, NgramDrafter
 from collab.speculative.verifiers import PromptScorer, RemoteVerifier, Verifier
+from collab.trace import Location
 
 
 class SpeculativeEngine:
@@ -40,6 +42,8 @@ class SpeculativeEngine:
         name: str = "",
     ) -> None:
         self.target, self.drafter, self.remote = target, drafter, verifier is not None
+        judge = getattr(verifier, "model", None)  # a server, for a RemoteVerifier
+        self.location: Location = location_of(judge) if judge is not None else "local"
         self.decoder = SpeculativeDecoder(
             verifier or target, drafter, gamma=gamma, max_gamma=max_gamma
         )
