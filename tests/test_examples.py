@@ -22,6 +22,8 @@ EXPECT = {
     "private_summary": ["[EMAIL_1]", "[IBAN_1]", "personal data that reached the LLM: none"],
     "speculative": ["identical output: True", "speedup"],
     "langchain_client": ["chain:", "stream:", "answered by {'model': 'smollm2-135m'"],
+    "agent_middleware": ["[tool] find_orders(email='maria.rossi@example.org')",
+                         "[tool result] #4471 headphones", "answer:"],
 }  # fmt: skip
 
 

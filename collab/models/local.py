@@ -34,6 +34,7 @@ from collab.models import constrained
 from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
 from collab.models.decoding import RunStats, decode_text
 from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_token, log_softmax
+from collab.models.catalog import calibrated_tool_call_threshold
 from collab.models.profile import ModelProfile
 from collab.models.tool_format import (
     JSON_OBJECT_SCHEMA,
@@ -67,12 +68,13 @@ class LocalChatModel(StreamFirstChatModel):
     """An in-process model: ``LocalChatModel(engine=...)``, or a backend that loads its engine."""
 
     model: str = Field("", description="catalog name or path of the model")
-    tool_call_threshold: float = Field(
-        0.002,
+    tool_call_threshold: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
         description="with tool_choice='auto', call a tool when the model gives at least this "
-        "probability to opening a call (small models rarely make it their top choice)",
+        "probability to opening a call (small models rarely make it their top choice); "
+        "None: the value calibrated for this model (its profile)",
     )
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -111,6 +113,7 @@ class LocalChatModel(StreamFirstChatModel):
         return ModelProfile(
             name=self.model, location=getattr(self.engine, "location", "local"),
             token_access="exact", prompt_logprobs=True,
+            tool_call_threshold=calibrated_tool_call_threshold(self.model),
             token_prompts=True,
             context_length=self.engine.n_ctx,
         )  # fmt: skip
@@ -195,7 +198,9 @@ class LocalChatModel(StreamFirstChatModel):
             if calls.parallel and offer
             else prompt_text
         )
-        threshold = float(kwargs.get("tool_call_threshold", self.tool_call_threshold))
+        threshold = kwargs.get("tool_call_threshold", self.tool_call_threshold)
+        if threshold is None:
+            threshold = self.collab_profile().tool_call_threshold
         return _Request(prompt_text, call_prompt, sampling, tools, names, schema, calls, threshold)
 
     def _run(

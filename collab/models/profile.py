@@ -21,6 +21,9 @@ from collab.trace import Location, Price
 TokenAccess = Literal["none", "exact", "top_n"]
 
 
+DEFAULT_TOOL_CALL_THRESHOLD = 0.002  # for models never calibrated
+
+
 class ModelProfile(BaseModel):
     """Where a model runs and what it can do."""
 
@@ -40,6 +43,11 @@ class ModelProfile(BaseModel):
     structured_output: bool = True
     context_length: int | None = None
     price: Price = Field(default_factory=Price)
+    tool_call_threshold: float = Field(
+        DEFAULT_TOOL_CALL_THRESHOLD,
+        description="tool_choice='auto': the probability of opening a call at which the model "
+        "calls; calibrated per model on BFCL (bench/tool_choice.py) where known",
+    )
 
 
 def is_loopback(url: str) -> bool:
