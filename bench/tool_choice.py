@@ -24,9 +24,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bfcl import load, question_of, tools_of  # noqa: E402
+from bfcl import load, question_of, tools_of
 
-from collab.models.llamacpp import LlamaCppChatModel  # noqa: E402
+from collab.models.llamacpp import LlamaCppChatModel
 
 console = Console(width=120)
 GRID = [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2]

@@ -32,9 +32,9 @@ from collab.errors import ConfigurationError
 from collab.messages import TOOL_OPEN, chat_dicts, with_system_hint
 from collab.models import constrained
 from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
+from collab.models.catalog import calibrated_tool_call_threshold
 from collab.models.decoding import RunStats, decode_text
 from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_token, log_softmax
-from collab.models.catalog import calibrated_tool_call_threshold
 from collab.models.profile import ModelProfile
 from collab.models.tool_format import (
     JSON_OBJECT_SCHEMA,
