@@ -29,7 +29,8 @@ from bfcl import load, question_of, tools_of
 from collab.models.llamacpp import LlamaCppChatModel
 
 console = Console(width=120)
-GRID = [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2]
+# from 1e-14 up: some models (Qwen2.5-Coder-0.5B) give every call opening ~1e-11
+GRID = [float(f"{10**e:.1g}") for e in np.arange(-14.0, -0.4, 0.5)]
 
 
 def probabilities(model: LlamaCppChatModel, category: str, items: int) -> np.ndarray:
@@ -64,6 +65,8 @@ def main() -> None:
         for label, threshold in (("0.002 (old)", 0.002), (f"{dev:g} (picked on even)", dev)):
             hit, false, score = balanced(call[1::2], none[1::2], threshold)
             table.add_row(name, label, f"{hit:.2f}", f"{false:.2f}", f"{score:.3f}")
+        console.print(f"{name}: median P(call) {np.median(call):.2g} where a call is right, "
+                      f"{np.median(none):.2g} where none is")  # fmt: skip
     console.print(table)
 
 
