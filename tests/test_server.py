@@ -476,3 +476,21 @@ def test_fuzzing_tool_definitions_and_tool_messages_gives_no_5xx(
 
     check()
     assert 400 in seen and len(seen) == 60
+
+
+def test_create_agent_through_chat_openai_against_collab_serve(served: BackgroundServer) -> None:
+    from langchain.agents import create_agent
+
+    from tests.test_middleware import QUESTIONS, finished, get_weather, stock_price
+
+    chat = ChatOpenAI(
+        base_url=f"{served.url}/v1", api_key=KEY, model="collab-auto", max_tokens=48,
+        max_retries=0, temperature=0.0,
+    )  # fmt: skip
+    agent = create_agent(model=chat, tools=[get_weather, stock_price])
+    used_a_tool = 0
+    for question in QUESTIONS:
+        out = agent.invoke({"messages": [("user", question)]}, {"recursion_limit": 12})
+        assert finished(out["messages"]), (question, out["messages"])
+        used_a_tool += any(m.type == "tool" for m in out["messages"])
+    assert used_a_tool >= 5
