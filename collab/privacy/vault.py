@@ -67,7 +67,12 @@ class Vault:
 
     def learn_schema(self, schema: Any) -> None:
         """Values in tool or response schemas' descriptions, examples and defaults."""
-        _walk_schema(schema, lambda text: (self.learn(text), text)[1])
+
+        def learn(text: str) -> str:
+            self.learn(text)
+            return text
+
+        _walk_schema(schema, learn)
 
     def _add(self, kind: str, value: str) -> None:
         key = " ".join(value.lower().split())
