@@ -48,7 +48,8 @@ _CUE = re.compile(
 _PLACE_CUE = re.compile(r"\b(?:in|at|from|near|via|into|across|around|outside)\s+$")
 # what follows a company's name, not a person's
 _COMPANY = re.compile(
-    r"^[ \t,]*(?:[^\W\d_][\w&.-]*[ \t]+){0,2}(?:inc|corp|corporation|co|company|ltd|llc|plc|"
+    r"^(?:['’]s)?[ \t,]*(?:(?:&|[^\W\d_][\w&.-]*)[ \t]+){0,2}"
+    r"(?:inc|corp|corporation|co|company|ltd|llc|plc|"
     r"sa|ag|gmbh|nv|bv|ab|as|oy|spa|srl|holdings?|group|limited|partners|ventures|"
     r"enterprises?|industries|industrie|international|technology|technologies|energy|"
     r"insurance|resources|bank|capital|systems|solutions|services)\b",
@@ -199,7 +200,9 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
         one_word = first == last
         alone = one_word and line.strip() == text[start:end] and "\n" in text.strip()
         place = one_word and _PLACE_CUE.search(text[max(0, start - 12) : start])
-        if not _COMPANY.match(text[end:]) and not alone and not place:
+        last_word = " " + words[last].text if first < last else ""
+        company = _COMPANY.match(text[end:]) or _COMPANY.match(last_word)
+        if not company and not alone and not place:
             yield start, end
         i = last + 1
 

@@ -162,6 +162,11 @@ class _StreetAndNumber(EntityRecognizer):
             if not (m.group(1) or m.group(3)) or not all(w[0].isupper() and rare(w) for w in words):
                 continue
             end = min(m.end(3) if m.group(3) else m.end(2), len(text))
+            number = m.group(3) or ""
+            if len(number) >= 4 and not m.group(1) and not text[end:].split("\n", 1)[0].strip():
+                # a town and its postcode closing a line: only the postcode is an address
+                found.append(RecognizerResult("ADDRESS", m.start(3), end, 0.45))
+                continue
             found.append(RecognizerResult("ADDRESS", m.start(), end, 0.45))
         return found
 
