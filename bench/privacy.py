@@ -44,6 +44,7 @@ from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.local_server import LocalLLMServer
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.privacy import Detector, Vault
+from collab.privacy.vault import strings_in
 from tests.proxy import RecordingProxy
 
 console = Console(width=120)
@@ -91,23 +92,12 @@ def conversations(samples: list[Sample]) -> Iterator[tuple[str, list[BaseMessage
         ], Sample(sample.text, [*sample.values, *other.values])  # fmt: skip
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
 def received_text(bodies: list[bytes]) -> str:
     """What the server could read: every string in the JSON bodies, unescaped."""
     out = []
     for body in bodies:
         try:
-            out += list(_strings(json.loads(body)))
+            out += strings_in(json.loads(body))
         except (json.JSONDecodeError, UnicodeDecodeError):
             out.append(body.decode("utf-8", errors="replace"))
     return "\n".join(out)

@@ -165,15 +165,16 @@ def _texts(message: BaseMessage) -> list[str]:
     texts = [b if isinstance(b, str) else str(b.get("text", "")) for b in blocks]
     if isinstance(message, AIMessage):
         for call in message.tool_calls:
-            texts += _strings(call["args"])
+            texts += strings_in(call["args"])
     return texts
 
 
-def _strings(value: Any) -> list[str]:
+def strings_in(value: Any) -> list[str]:
+    """Every string in a JSON value, depth first."""
     if isinstance(value, str):
         return [value]
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
-    return [s for v in items for s in _strings(v)]
+    return [s for v in items for s in strings_in(v)]
 
 
 def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
