@@ -205,6 +205,30 @@ def test_mangled_and_cut_placeholders() -> None:
     assert Vault.unresolved(vault.restore("see [NAME_7]")) == ["[NAME_7]"]
 
 
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        # a word after a name that only looks like a company's suffix ("as", "co")
+        ("I want to add Inessa Samoylova as a beneficiary", "name", "Inessa Samoylova"),
+        ("Tomaszewski began writing as a teenager", "name", "Tomaszewski"),
+        # the town, country and postcode after a street, on its line and below it
+        ("Send it to 587 Canelones 2266, Maniitsoq, Greenland", "address",
+         "587 Canelones 2266, Maniitsoq, Greenland"),
+        ("It's at 693 Meierijlaan 176\nISSEKA\n, WA\n 65034", "address", "65034"),
+        ("the corner of Jeronýmova 1960 and Weöres Hills", "address",
+         "corner of Jeronýmova 1960 and Weöres Hills"),
+        ("The office is at Catalina and 4010 Rockford Road", "address",
+         "Catalina and 4010 Rockford Road"),
+    ],
+)  # fmt: skip
+def test_detection_shapes_from_the_benchmark(text: str, kind: str, value: str) -> None:
+    assert (kind, value) in {(f.kind, f.text) for f in Detector().find(text)}
+
+
+def test_a_company_is_no_name() -> None:
+    assert Detector(["name"]).find("Shares of Brahim Holdings PLC rose") == []
+
+
 def test_each_kind_can_be_switched_off() -> None:
     text = "Anika Sorensen, anika@example.org"
     assert {f.kind for f in Detector().find(text)} == {"name", "email"}

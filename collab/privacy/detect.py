@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from collab.privacy.kinds import ENTITIES, KIND_OF, KINDS, Kind, check_kinds
+from collab.privacy.words import zipf
 
 MIN_SCORE = 0.3  # below this Presidio is guessing (a bare number as a driver's licence)
 
@@ -67,6 +68,32 @@ def _known_names(names: Sequence[str]) -> Any:
 
 _NUMBER_BEFORE = re.compile(r"(?:^|(?<=[\s,(]))\d{1,6}[A-Za-z]?[ \t]+$")
 _NUMBER_AFTER = re.compile(r"^,?[ \t]+\d{1,6}[A-Za-z]?(?=[\s,.)]|$)")
+# the street of a crossing before the address: "at Catalina and 4010 Rockford Road"
+_CROSSING_BEFORE = re.compile(
+    r"(?:\bat|\bwith|:)[ \t]+([^\W\d_][\w'’-]*(?:[ \t]+[^\W\d_][\w'’-]*)?[ \t]+and[ \t]+)$",
+    re.IGNORECASE,
+)
+# a word of the town, region, country or postcode after an address on its line
+_PLACE_AFTER = re.compile(r"(?:,?[ \t]+|,)([^\W_][\w'’.()-]*)")
+_PLACE_WORDS = 4
+COMMON_WORD = 5.5  # zipf: "I", "The", "Thanks" end an address; "Canada" (5.0) does not
+
+
+def _place_after(text: str, end: int) -> int:
+    """Where an address ending at ``end`` really ends: over a town with its region,
+    country or postcode after it on its line ("…Apt. 883, Hespeler Canada 12345"). A
+    lone town is left alone: it may be where the person is, not the address."""
+    words, last = 0, end
+    for _ in range(_PLACE_WORDS):
+        match = _PLACE_AFTER.match(text, last)
+        if not match:
+            break
+        word = match.group(1).rstrip(".")
+        if not word or not (word.isdigit() or word[0].isupper()) or zipf(word) >= COMMON_WORD:
+            break
+        words += 2 if word.isdigit() else 1
+        last = match.start(1) + len(word)
+    return last if words >= 2 else end
 
 
 def _joined_addresses(text: str, found: list[Finding]) -> list[Finding]:
@@ -80,6 +107,9 @@ def _joined_addresses(text: str, found: list[Finding]) -> list[Finding]:
             start -= len(before.group(0)) if before else 0
             after = _NUMBER_AFTER.search(text[end : end + 12])
             end += len(after.group(0)) if after else 0
+            end = _place_after(text, end)
+            crossing = _CROSSING_BEFORE.search(text[max(0, start - 60) : start])
+            start -= len(crossing.group(1)) if crossing else 0
             last = out[-1] if out else None
             if last and last.kind == "address" and re.fullmatch(r"[ \t,]*", text[last.end : start]):
                 out.pop()

@@ -46,15 +46,23 @@ _CUE = re.compile(
 )
 # what comes before a place ("flights from Paris"), with no cue for a person
 _PLACE_CUE = re.compile(r"\b(?:in|at|from|near|via|into|across|around|outside)\s+$")
-# what follows a company's name, not a person's
+# what follows a company's name, not a person's; every word of it capitalized
 _COMPANY = re.compile(
-    r"^(?:['’]s)?[ \t,]*(?:(?:&|[^\W\d_][\w&.-]*)[ \t]+){0,2}"
+    r"^(?:['’]s)?[ \t,]*((?:(?:&|[^\W\d_][\w&.-]*)[ \t]+){0,2}"
     r"(?:inc|corp|corporation|co|company|ltd|llc|plc|"
     r"sa|ag|gmbh|nv|bv|ab|as|oy|spa|srl|holdings?|group|limited|partners|ventures|"
     r"enterprises?|industries|industrie|international|technology|technologies|energy|"
-    r"insurance|resources|bank|capital|systems|solutions|services)\b",
+    r"insurance|resources|bank|capital|systems|solutions|services))\b",
     re.IGNORECASE,
 )
+
+
+def _company(rest: str) -> bool:
+    """Whether ``rest`` opens with a company's suffix ("& Co", "Holdings PLC", "Inc.")."""
+    match = _COMPANY.match(rest)
+    return match is not None and all(w[0] == "&" or w[0].isupper() for w in match.group(1).split())
+
+
 _STRONG_CUE = re.compile(r"(?:my name is|name\s*:|call me|i am|i'm|dear)\s+$", re.IGNORECASE)
 # a period ends a sentence unless it ends an initial or a title ("C.", "Mr.")
 _SENTENCE_START = re.compile(
@@ -201,7 +209,7 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
         alone = one_word and line.strip() == text[start:end] and "\n" in text.strip()
         place = one_word and _PLACE_CUE.search(text[max(0, start - 12) : start])
         last_word = " " + words[last].text if first < last else ""
-        company = _COMPANY.match(text[end:]) or _COMPANY.match(last_word)
+        company = _company(text[end:]) or _company(last_word)
         if not company and not alone and not place:
             yield start, end
         i = last + 1

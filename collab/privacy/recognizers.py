@@ -70,8 +70,17 @@ _ADDRESS = [
     Pattern("zip after a state", r"(?-i:(?<=\b[A-Z]{2}[ \t])\d{5}(?:-\d{4})?\b)", 0.5),
     Pattern(
         "postcode ending a line",
-        r"(?-i:(?<=[A-Z][\w.]*,?[ \t])\d{4,6}(?=[ \t]*(?:\n|\\n|$)))",
+        r"(?-i:(?<=[A-Z][\w.()]*,?[ \t])\d{4,6}(?=[ \t]*[.?!]?[ \t]*(?:\n|\\n|$)))",
         0.4,
+    ),
+    Pattern(
+        "postcode on its own line", r"(?<=(?:^|\n|\\n)[ \t]*)\d{4,6}(?=[ \t]*(?:\n|\\n|$))", 0.4
+    ),
+    # the corner of Aðalstræti 49 and Mauer Parkways
+    Pattern(
+        "crossing",
+        rf"\bcorner of[ \t]+[^\n,.?!]{{2,40}}?[ \t]+and[ \t]+{_W}(?:[ \t]+(?:{_W}|\d+)){{0,2}}",
+        0.5,
     ),
 ]
 
