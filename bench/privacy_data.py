@@ -59,6 +59,12 @@ def sentences(seed: int, n: int) -> list[Sample]:
 
     from presidio_evaluator.data_generator import PresidioSentenceFaker
 
+    import random
+
+    import numpy as np
+
+    random.seed(seed)  # the generator also draws from these (middle initials, casing)
+    np.random.seed(seed)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         faker = PresidioSentenceFaker("en_US", lower_case_ratio=0.05, random_seed=seed)
