@@ -55,13 +55,11 @@ def sentences(seed: int, n: int) -> list[Sample]:
     """``n`` rendered templates (those with at least one slot), deterministic in ``seed``."""
     import contextlib
     import io
+    import random
     import warnings
 
-    from presidio_evaluator.data_generator import PresidioSentenceFaker
-
-    import random
-
     import numpy as np
+    from presidio_evaluator.data_generator import PresidioSentenceFaker
 
     random.seed(seed)  # the generator also draws from these (middle initials, casing)
     np.random.seed(seed)

@@ -123,6 +123,23 @@ def _joined_addresses(text: str, found: list[Finding]) -> list[Finding]:
     return out
 
 
+def _towns_dropped(text: str, found: list[Finding]) -> list[Finding]:
+    """Without the "names" that are an address's town: a name closing the line of an
+    address after a comma ("…Rd 5, Kolding"), or alone on the line below an address
+    (with its postcode, if any). Towns are no person's name, and alone no address."""
+    out: list[Finding] = []
+    for f in found:
+        previous = out[-1] if out else None
+        if f.kind == "name" and previous is not None and previous.kind == "address":
+            between = text[previous.end : f.start]
+            after = text[f.end :].split("\n", 1)[0]
+            line_ends = re.fullmatch(r"[ \t]*(?:\d{4,6}(?:[ \t]+[A-Z]{2})?)?[ \t.]*", after)
+            if line_ends and re.fullmatch(r",[ \t]*|[ \t,]*\n[ \t]*", between):
+                continue
+        out.append(f)
+    return out
+
+
 def _implausible(kind: Kind, value: str) -> bool:
     """Matches a recognizer makes that are not the kind: "Co.Ltd" is no web address
     (top-level domains are written in lower case in running text)."""
@@ -189,4 +206,4 @@ class Detector:
             if value:
                 start += text[start:end].index(value)
                 chosen.append(Finding(kind, value, start, start + len(value)))
-        return _joined_addresses(text, sorted(chosen, key=lambda f: f.start))
+        return _towns_dropped(text, _joined_addresses(text, sorted(chosen, key=lambda f: f.start)))

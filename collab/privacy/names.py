@@ -1,10 +1,11 @@
 """People's names without a cue word: a gazetteer, word frequencies and context.
 
 A word is taken for a name when it is a known given name or surname (Faker's name
-lists for every locale it ships, about 30,000 given names and 28,000 surnames)
-and is not a common English word in the way it is written (``wordfreq``): a
-capitalized known name mid-sentence is a name unless it is very common ("Will",
-"May"); a lower-case one only when rare as a word ("devika", "rao"). Cue words
+lists for every locale it ships, about 30,000 given names and 28,000 surnames,
+and the names of ``names-dataset`` that rank among the first ``NAME_RANK`` of
+some country) and is not a common English word in the way it is written
+(``wordfreq``): a capitalized known name mid-sentence is a name unless it is very
+common ("Will", "May"); a lower-case one only when rare as a word ("devika", "rao"). Cue words
 ("my name is", "Dear", "Mr.") mark the next words as a name whatever they are.
 A name found grows over the capitalized words and initials beside it, so
 "Leigha C. Mackay" is one name when only "Mackay" is known.
@@ -15,16 +16,22 @@ rendering of presidio-evaluator's templates and reported on another.
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import itertools
+import logging
+import os
+import pickle
 import pkgutil
 import re
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
+from collab.config import load_settings
 from collab.privacy.words import zipf
 
 # zipf frequency (log10 per billion words) above which a written form is a common word
@@ -35,6 +42,7 @@ UNKNOWN_COMMON = 3.0  # an unknown word next to a name, or after a cue, joins it
 PAIR_COMMON = 4.0  # a word after a known name, both capitalized, is its surname below this
 RARE_PAIR = 2.0  # two capitalized words both rarer than this are taken for a name
 SURNAME_COMMON = 2.0  # an unknown capitalized word with a surname's ending is one below this
+NAME_RANK = 1000  # a name of names-dataset is known when among this many of some country's
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _CUE = re.compile(
@@ -45,14 +53,23 @@ _CUE = re.compile(
     re.IGNORECASE,
 )
 # what comes before a place ("flights from Paris"), with no cue for a person
-_PLACE_CUE = re.compile(r"\b(?:in|at|from|near|via|into|across|around|outside)\s+$")
+_PLACE_CUE = re.compile(
+    r"\b(?:in|at|from|near|via|into|across|around|outside|city|town|village)\s+$"
+)
+# what comes before a place of several words ("grew up in Kostelec nad Sázavou")
+_PLACES_CUE = re.compile(
+    r"(?:\bin|\boriginally from|\bmoved (?:here )?from|\b(?:city|town|village)(?: of)?:?)\s+$",
+    re.IGNORECASE,
+)
 # what follows a company's name, not a person's; every word of it capitalized
-_COMPANY = re.compile(
-    r"^(?:['’]s)?[ \t,]*((?:(?:&|[^\W\d_][\w&.-]*)[ \t]+){0,2}"
-    r"(?:inc|corp|corporation|co|company|ltd|llc|plc|"
+_SUFFIXES = (
+    r"inc|corp|corporation|co|company|ltd|llc|plc|"
     r"sa|ag|gmbh|nv|bv|ab|as|oy|spa|srl|holdings?|group|limited|partners|ventures|"
     r"enterprises?|industries|industrie|international|technology|technologies|energy|"
-    r"insurance|resources|bank|capital|systems|solutions|services))\b",
+    r"insurance|resources|bank|capital|systems|solutions|services"
+)
+_COMPANY = re.compile(
+    rf"^(?:['’]s)?[ \t,]*((?:(?:&|[^\W\d_][\w&.-]*)[ \t]+){{0,2}}(?:{_SUFFIXES}))\b",
     re.IGNORECASE,
 )
 
@@ -83,11 +100,11 @@ _MONTHS_AND_DAYS = {
 
 @lru_cache(maxsize=1)
 def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
-    """(known names, words never taken for names): Faker's lists, lower-cased."""
+    """(known names, words never taken for names), lower-cased."""
     import faker.providers.person as people
     from faker.providers.address.en_US import Provider as Addresses
 
-    names: set[str] = set()
+    names: set[str] = set(_ranked_names())
     for module in pkgutil.iter_modules(people.__path__):
         try:
             provider = importlib.import_module(f"{people.__name__}.{module.name}").Provider
@@ -97,8 +114,37 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
             value = provider.__dict__.get(attr)
             if isinstance(value, (list, tuple, set, dict)):
                 names.update(v.lower() for v in value if isinstance(v, str))
-    places = {w.lower() for country in Addresses.countries for w in country.split()}
-    return frozenset(names - places - _MONTHS_AND_DAYS), frozenset(places | _MONTHS_AND_DAYS)
+    never = {w.lower() for country in Addresses.countries for w in country.split()}
+    never |= _MONTHS_AND_DAYS | set(re.findall(r"[a-z]+", _SUFFIXES))
+    return frozenset(names - never), frozenset(never)
+
+
+def _ranked_names() -> list[str]:
+    """The given names and surnames of ``names-dataset`` among the first ``NAME_RANK`` of
+    some country. The package's tables take 2 GB to load: the list is written to the
+    cache once and read from there after."""
+    path = load_settings().cache_dir / "privacy" / f"names-rank-{NAME_RANK}.txt"
+    if not path.is_file():
+        import names_dataset
+
+        logging.getLogger(__name__).info("collab: indexing names-dataset once into %s", path)
+
+        tables = Path(names_dataset.__file__).parent / "v3"
+        keep: set[str] = set()
+        for part in ("first_names", "last_names"):
+            with gzip.open(tables / f"{part}.pkl.gz") as file:
+                table = pickle.load(file)  # the installed package's own data
+            keep.update(
+                name.lower()
+                for name, info in table.items()
+                if min((info.get("rank") or {}).values(), default=NAME_RANK + 1) <= NAME_RANK
+            )
+            del table
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+        partial.write_text("\n".join(sorted(keep)), encoding="utf-8")
+        partial.replace(path)
+    return path.read_text(encoding="utf-8").split("\n")
 
 
 class _Word:
@@ -157,7 +203,7 @@ class _Word:
             return True
         if self.never or not self.capitalized:
             return False
-        return self.known or self.zipf < PAIR_COMMON
+        return self.zipf < (CAPITALIZED_COMMON if self.known else PAIR_COMMON)
 
 
 def _between(text: str, left: _Word, right: _Word) -> bool:
@@ -178,7 +224,7 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
             capitals = any(len(w.text) > 1 and w.text.isupper() for w in (word, after))
             if capitals and not (word.known and after.known):
                 continue
-            if (word.known and (after.joins() or after.zipf < PAIR_COMMON)) or max(
+            if (word.joins() and word.known and (after.joins() or after.zipf < PAIR_COMMON)) or max(
                 word.zipf, after.zipf
             ) < RARE_PAIR:
                 seeds[i] = True
@@ -207,7 +253,8 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
         ]
         one_word = first == last
         alone = one_word and line.strip() == text[start:end] and "\n" in text.strip()
-        place = one_word and _PLACE_CUE.search(text[max(0, start - 12) : start])
+        before = text[max(0, start - 24) : start]
+        place = _PLACE_CUE.search(before) if one_word else _PLACES_CUE.search(before)
         last_word = " " + words[last].text if first < last else ""
         company = _company(text[end:]) or _company(last_word)
         if not company and not alone and not place:
