@@ -29,8 +29,8 @@ from bfcl import load, question_of, tools_of
 from collab.models.llamacpp import LlamaCppChatModel
 
 console = Console(width=120)
-# from 1e-14 up: some models (Qwen2.5-Coder-0.5B) give every call opening ~1e-11
-GRID = [float(f"{10**e:.1g}") for e in np.arange(-14.0, -0.4, 0.5)]
+# from 1e-14 (a model may find every call unlikely) up to 0.9 (or every call likely)
+GRID = [float(f"{10**e:.1g}") for e in np.arange(-14.0, -0.04, 0.25)]
 
 
 def probabilities(model: LlamaCppChatModel, category: str, items: int) -> np.ndarray:

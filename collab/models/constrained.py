@@ -15,17 +15,22 @@ from __future__ import annotations
 import json
 import re
 import threading
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from langchain_core.messages import AIMessageChunk
 from langchain_core.messages.tool import tool_call_chunk
 
 from collab.errors import ModelOutputError
+from collab.messages import TOOL_OPEN
 from collab.models.decoding import RunStats, decode_text
-from collab.models.engine import Engine, Grammar, Sampling, continuation_logprobs
+from collab.models.engine import Engine, Grammar, Sampling, continuation_logprobs, pick_token
 from collab.models.tool_format import (
+    CALL_OPENINGS,
     CALL_START,
     TOOL_CALL_MIN_TOKENS,
     new_tool_call_id,
@@ -88,10 +93,59 @@ class CallSettings:
     score: bool = False  # report the call's log-probability under the free model
 
 
-def call_probability(engine: Engine, prompt: list[int], opening: str, stats: RunStats) -> float:
-    """The probability the model gives to opening a tool call after ``prompt``."""
-    tokens = engine.tokenize(opening + CALL_START)
-    probability = float(np.exp(continuation_logprobs(engine, prompt, tokens).sum()))
+_OPENERS: weakref.WeakKeyDictionary[Any, npt.NDArray[np.int64]] = weakref.WeakKeyDictionary()
+
+
+def call_openers(engine: Engine, vocab: int) -> npt.NDArray[np.int64]:
+    """The tokens a reply that is a call written as text starts with: ``<tool_call>``, a
+    JSON object or list, a code fence (found once per engine)."""
+    if engine not in _OPENERS:
+        starts = (TOOL_OPEN.encode(), b"{", b"[", b"```")
+        _OPENERS[engine] = np.array(
+            [t for t in range(vocab) if engine.piece(t).lstrip().startswith(starts)],
+            dtype=np.int64,
+        )
+    return _OPENERS[engine]
+
+
+def answer_not_call(
+    engine: Engine,
+    prompt: list[int],
+    sampling: Sampling,
+    stats: RunStats,
+    cancel: threading.Event | None = None,
+) -> Iterator[str]:
+    """Text after ``prompt`` that does not open a tool call (``tool_choice="none"``):
+    small models that have just seen calls in the conversation write one more as text."""
+    row = engine.logits(prompt, len(prompt) - 1)[-1].copy()
+    row[call_openers(engine, row.shape[0])] = -np.inf
+    first = pick_token(row, sampling, np.random.default_rng(sampling.seed))
+    if engine.is_eog(first):
+        stats.finish_reason = "stop"
+        return
+    rest = replace(sampling, max_tokens=sampling.max_tokens - 1)
+    head = engine.piece(first).decode("utf-8", "replace")
+    if rest.max_tokens < 1:
+        stats.output_tokens += 1
+        stats.finish_reason = "length"
+        yield head
+        return
+    pieces = decode_text(engine, [*prompt, first], rest, None, stats, cancel)
+    stats.prompt_tokens -= 1  # the first token was counted as prompt: it is output
+    stats.output_tokens += 1
+    yield head
+    yield from pieces
+
+
+def call_probability(engine: Engine, prompt: list[int], stats: RunStats) -> float:
+    """The probability the model gives to opening a tool call after ``prompt``, in any
+    of the ways a call is read (``CALL_OPENINGS``): a model taught ``<tool_call>`` may
+    still write its JSON bare or fenced, as Qwen2.5-Coder does."""
+    sequences = {tuple(engine.tokenize(opening + CALL_START)) for opening in CALL_OPENINGS}
+    probability = sum(
+        float(np.exp(continuation_logprobs(engine, prompt, list(tokens)).sum()))
+        for tokens in sorted(sequences)
+    )
     stats.metadata["tool_call_probability"] = probability
     return probability
 

@@ -49,6 +49,10 @@ from collab.models.tool_format import (
 from collab.options import check_options
 from collab.trace import TRACE_KEY, ModelCall, Stopwatch, Trace
 
+# tool_choice "none" right after tool results: small models answer the question then,
+# instead of writing one more call or text about nothing
+ANSWER_FROM_RESULTS = "Answer the user's question from the tool results above."
+
 
 @dataclass
 class _Request:
@@ -184,6 +188,8 @@ class LocalChatModel(StreamFirstChatModel):
         names = chosen_tool_names(tools, kwargs.get("tool_choice")) if tools else []
         schema = schema_of(kwargs.get("response_format"))
         offer = tools if names is None or names else None  # tool_choice "none" hides them
+        if tools and offer is None and messages and messages[-1].type == "tool":
+            messages = with_system_hint(messages, ANSWER_FROM_RESULTS)
         if schema is not None and schema is not JSON_OBJECT_SCHEMA:
             messages = with_system_hint(messages, schema_prompt(schema))
         calls = constrained.CallSettings(
@@ -225,11 +231,15 @@ class LocalChatModel(StreamFirstChatModel):
         if request.names:  # a call is required: decode it under the grammar from the start
             yield self._call(request, request.names, stats)
         elif request.names is None:  # the model may call a tool
-            opening = self.call_opening(request.tools)
-            if constrained.call_probability(engine, prompt, opening, stats) >= request.threshold:
+            if constrained.call_probability(engine, prompt, stats) >= request.threshold:
                 yield self._call(request, None, stats)
             else:
                 yield from self._text_or_call(request, prompt, stats, cancel)
+        elif request.tools and request.schema is None:  # tool_choice "none": an answer
+            for piece in constrained.answer_not_call(
+                engine, prompt, request.sampling, stats, cancel
+            ):
+                yield AIMessageChunk(content=piece)
         elif request.schema is not None:  # bounded, and with room to finish
             budget = max(request.sampling.max_tokens, TOOL_CALL_MIN_TOKENS)
             room = replace(request.sampling, max_tokens=budget)

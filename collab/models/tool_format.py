@@ -17,6 +17,8 @@ from collab.errors import ConfigurationError, ModelOutputError
 from collab.messages import TOOL_CLOSE, TOOL_OPEN
 
 CALL_START = '{"'
+# What a model may write before a call's JSON; ``opens_call`` reads a call after each.
+CALL_OPENINGS = (TOOL_OPEN + "\n", "", "```json\n")
 
 ToolLike = dict[str, Any] | type[BaseModel] | BaseTool | Any
 ToolChoice = Literal["auto", "any", "none", "required"] | str | dict[str, Any] | bool | None
