@@ -218,8 +218,9 @@ class CollabChatModel(StreamFirstChatModel):
         self, messages: list[BaseMessage], decision: Decision, answered: set[str], **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
         """The answer, unless it calls again what this turn already has the results of:
-        then the SLM answers from the results (no tool may be called), and the LLM when
-        the SLM writes a call anyway. A tool loop ends instead of repeating itself."""
+        then the policy's strategy answers from the results (no tool may be called), and
+        the LLM when a call is written as text anyway. A tool loop ends instead of
+        repeating itself."""
         first = gather(self.answer(messages, decision, whole=True, **kwargs))
         if not first.tool_calls or any(call_key(c) not in answered for c in first.tool_calls):
             yield from answer_chunks(first, Trace.from_metadata(first.response_metadata))
@@ -227,11 +228,13 @@ class CollabChatModel(StreamFirstChatModel):
         repeated = ", ".join(sorted({c["name"] for c in first.tool_calls}))
         spent = Trace.from_metadata(first.response_metadata)
         quiet = {**kwargs, "tool_choice": "none"}
-        for name, who in (("slm_only", "the SLM"), ("llm_only", "the LLM")):
+        # the policy's strategy answers with no tool allowed (a cascade judges the SLM's
+        # answer as any other), then the LLM if a call was written as text anyway
+        for name in (decision.strategy, "llm_only"):
             step = decision.model_copy(update={
                 "strategy": name,
                 "reason": f"{decision.reason}; {repeated} was called again with its result "
-                f"already here: {who} answers from the result",
+                f"already here: {name} answers from the result",
             })  # fmt: skip
             reply = gather(self.answer(messages, step, whole=True, **quiet))
             if not opens_call(text_content(reply.content)):

@@ -15,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
 from collab.errors import ConfigurationError
+from collab.messages import answered_calls, call_key
 from collab.strategies.base import Strategy, answer_chunks, ask, relay
 from collab.strategies.signals import Signal
 from collab.trace import Trace, stopwatch
@@ -90,8 +91,16 @@ class Cascade(Strategy):
         return point
 
     def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Iterator[AIMessageChunk]:
-        answer, trace = ask(self.slm, messages, "slm", **kwargs)
-        if self.judge(messages, answer, trace):
+        # a tool call is judged by how likely the SLM finds it (``tool_call_logprob``)
+        scored = {"score_tool_calls": True} if kwargs.get("tools") else {}
+        answer, trace = ask(self.slm, messages, "slm", **{**kwargs, **scored})
+        answered = answered_calls(messages) if answer.tool_calls else set()
+        if answered and all(call_key(c) in answered for c in answer.tool_calls):
+            # a call whose result is already here: no LLM can make it better; the caller
+            # (``CollabChatModel``) has the turn answered from the result instead
+            trace.strategy, trace.reason = self.name, "the SLM repeated an answered call"
+            yield from answer_chunks(answer, trace)
+        elif self.judge(messages, answer, trace):
             yield from relay(self.llm, messages, "llm", trace, **kwargs)
         else:
             yield from answer_chunks(answer, trace)

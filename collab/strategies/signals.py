@@ -71,6 +71,9 @@ class TokenLogprob:
         return math.exp(sum(logps) / len(logps) if self.reduce == "mean" else min(logps))
 
     def confidence(self, messages: Sequence[BaseMessage], answer: AIMessage) -> float:
+        scored = answer.response_metadata.get("tool_call_logprob")
+        if answer.tool_calls and isinstance(scored, dict):  # the call, scored as decoded
+            return math.exp(float(scored[self.reduce]))
         return self.reduced(self.logprobs(messages, answer))
 
 
