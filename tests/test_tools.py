@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel
 from collab.errors import ConfigurationError
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.openai import OpenAICompatibleChatModel
-from collab.models.tool_format import to_openai_tools
+from collab.models.tool_format import opens_call, to_openai_tools
 from collab.tools import (
     ToolCaller,
     arun_tool_calls,
@@ -286,3 +286,23 @@ def test_invalid_calls_are_repaired_or_escalated_never_returned(
         roles = {c.role for c in plan.trace.calls}
         assert {"tool_caller", "repair", "escalation"} <= roles
     assert ran == []  # planning never runs a tool
+
+
+def test_tool_choice_none_after_results_answers_and_never_writes_a_call(
+    slm: LlamaCppChatModel,
+) -> None:
+    def weather(city: str) -> str:
+        """The weather now in a city."""
+        return f"18 degrees in {city}"
+
+    asked = convert_to_messages([
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"name": "weather", "args": {"city": "Paris"}, "id": "c1"}]},
+        {"role": "tool", "content": "18 degrees in Paris", "tool_call_id": "c1"},
+    ])  # fmt: skip
+    for model in (slm.bind_tools([weather], tool_choice="none"), slm):  # tools hidden, or none
+        reply = model.invoke(asked, max_tokens=12)
+        text = str(reply.content)
+        assert text.strip() and not reply.tool_calls, text
+        assert opens_call(text) is not True, text  # no call written as text either

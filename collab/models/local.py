@@ -66,6 +66,7 @@ class _Request:
     schema: dict[str, Any] | None
     calls: constrained.CallSettings
     threshold: float
+    no_call: bool = False  # an answer that must not open a call written as text
 
 
 class LocalChatModel(StreamFirstChatModel):
@@ -188,7 +189,14 @@ class LocalChatModel(StreamFirstChatModel):
         names = chosen_tool_names(tools, kwargs.get("tool_choice")) if tools else []
         schema = schema_of(kwargs.get("response_format"))
         offer = tools if names is None or names else None  # tool_choice "none" hides them
-        if tools and offer is None and messages and messages[-1].type == "tool":
+        # an answer, never a call written as text: tool_choice "none", or no tools
+        # offered to a conversation that has called some
+        no_call = (
+            schema is None
+            and offer is None
+            and (bool(tools) or any(m.type == "tool" for m in messages))
+        )
+        if no_call and messages and messages[-1].type == "tool":
             messages = with_system_hint(messages, ANSWER_FROM_RESULTS)
         if schema is not None and schema is not JSON_OBJECT_SCHEMA:
             messages = with_system_hint(messages, schema_prompt(schema))
@@ -207,7 +215,9 @@ class LocalChatModel(StreamFirstChatModel):
         threshold = kwargs.get("tool_call_threshold", self.tool_call_threshold)
         if threshold is None:
             threshold = self.collab_profile().tool_call_threshold
-        return _Request(prompt_text, call_prompt, sampling, tools, names, schema, calls, threshold)
+        return _Request(
+            prompt_text, call_prompt, sampling, tools, names, schema, calls, threshold, no_call
+        )
 
     def _run(
         self, messages: list[BaseMessage], stop: Stop, options: Options, cancel: Event
@@ -235,7 +245,7 @@ class LocalChatModel(StreamFirstChatModel):
                 yield self._call(request, None, stats)
             else:
                 yield from self._text_or_call(request, prompt, stats, cancel)
-        elif request.tools and request.schema is None:  # tool_choice "none": an answer
+        elif request.no_call:
             for piece in constrained.answer_not_call(
                 engine, prompt, request.sampling, stats, cancel
             ):
