@@ -99,12 +99,14 @@ _MONTHS_AND_DAYS = {
 
 
 @lru_cache(maxsize=1)
-def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
-    """(known names, words never taken for names), lower-cased."""
+def _gazetteer() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(known names, words never taken for names, the names of Faker's lists), lower-cased.
+    A lower-case word is taken for a name only from Faker's lists: names-dataset holds
+    many words too ("merges")."""
     import faker.providers.person as people
     from faker.providers.address.en_US import Provider as Addresses
 
-    names: set[str] = set(_ranked_names())
+    names: set[str] = set()
     for module in pkgutil.iter_modules(people.__path__):
         try:
             provider = importlib.import_module(f"{people.__name__}.{module.name}").Provider
@@ -116,7 +118,8 @@ def _gazetteer() -> tuple[frozenset[str], frozenset[str]]:
                 names.update(v.lower() for v in value if isinstance(v, str))
     never = {w.lower() for country in Addresses.countries for w in country.split()}
     never |= _MONTHS_AND_DAYS | set(re.findall(r"[a-z]+", _SUFFIXES))
-    return frozenset(names - never), frozenset(never)
+    listed = frozenset(names - never)
+    return listed | (frozenset(_ranked_names()) - never), frozenset(never), listed
 
 
 def _ranked_names() -> list[str]:
@@ -155,7 +158,8 @@ class _Word:
         if lower.endswith(("'s", "’s")):
             self.end -= 2
             lower = lower[:-2]
-        known, never = _gazetteer()
+        everyone, never, listed = _gazetteer()
+        known = everyone if match.group(0)[:1].isupper() else listed
         parts = re.split(r"['’-]", lower)
         self.never = lower in never
         self.known = not self.never and (lower in known or any(p in known for p in parts))
