@@ -28,7 +28,14 @@ from langchain_core.messages.tool import tool_call_chunk
 from collab.errors import ModelOutputError
 from collab.messages import TOOL_OPEN
 from collab.models.decoding import RunStats, decode_text
-from collab.models.engine import Engine, Grammar, Sampling, continuation_logprobs, pick_token
+from collab.models.engine import (
+    Engine,
+    Grammar,
+    Sampling,
+    continuation_logprobs,
+    eos_token,
+    pick_token,
+)
 from collab.models.tool_format import (
     CALL_OPENINGS,
     CALL_START,
@@ -119,10 +126,8 @@ def answer_not_call(
     small models that have just seen calls in the conversation write one more as text."""
     row = engine.logits(prompt, len(prompt) - 1)[-1].copy()
     row[call_openers(engine, row.shape[0])] = -np.inf
+    row[eos_token(engine)] = -np.inf  # and not nothing: an empty answer is no answer
     first = pick_token(row, sampling, np.random.default_rng(sampling.seed))
-    if engine.is_eog(first):
-        stats.finish_reason = "stop"
-        return
     rest = replace(sampling, max_tokens=sampling.max_tokens - 1)
     head = engine.piece(first).decode("utf-8", "replace")
     if rest.max_tokens < 1:
