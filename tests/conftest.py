@@ -1,4 +1,5 @@
-"""Session fixtures: one real SmolLM2 in-process, one real llama-cpp-python server."""
+"""Session fixtures: one real SmolLM2 in-process, one real llama-cpp-python server, and a
+Qwen2.5-Coder pair for the agent tests that need a model able to pick tools."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from collab.chat_model import CollabChatModel
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.local_server import LocalLLMServer
 from collab.models.openai import OpenAICompatibleChatModel
+from collab.policy import Policy
 from tests.servers import SMOL, smol_server, stop_all
 
 
@@ -38,3 +41,17 @@ def remote(server: LocalLLMServer) -> OpenAICompatibleChatModel:
         max_tokens=48,
         timeout=60,
     )
+
+
+@pytest.fixture(scope="session")
+def qwen_pair(tmp_path_factory: pytest.TempPathFactory) -> CollabChatModel:
+    """Qwen2.5-Coder-0.5B as the SLM, 1.5B as the LLM (in-process, as a local LLM is),
+    and a cascade that hands the LLM the calls the SLM is unsure of."""
+    slm = LlamaCppChatModel(model="qwen2.5-coder-0.5b", temperature=0.0, max_tokens=48, n_ctx=2048)
+    llm = LlamaCppChatModel(model="qwen2.5-coder-1.5b", temperature=0.0, max_tokens=48, n_ctx=2048)
+    policy = Policy(
+        default="cascade",
+        cascade={"signal": "logprob_min", "threshold": 0.5},
+        ledger=tmp_path_factory.mktemp("ledger") / "s.db",
+    )
+    return CollabChatModel(slm=slm, llm=llm, policy=policy)

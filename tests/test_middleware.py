@@ -98,20 +98,6 @@ NEEDS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def qwen_pair(tmp_path_factory: pytest.TempPathFactory) -> CollabChatModel:
-    """Qwen2.5-Coder-0.5B as the SLM, 1.5B as the LLM (in-process, as a local LLM is),
-    and a cascade that hands the LLM the calls the SLM is unsure of."""
-    slm = LlamaCppChatModel(model="qwen2.5-coder-0.5b", temperature=0.0, max_tokens=48, n_ctx=2048)
-    llm = LlamaCppChatModel(model="qwen2.5-coder-1.5b", temperature=0.0, max_tokens=48, n_ctx=2048)
-    policy = Policy(
-        default="cascade",
-        cascade={"signal": "logprob_min", "threshold": 0.5},
-        ledger=tmp_path_factory.mktemp("ledger") / "s.db",
-    )
-    return CollabChatModel(slm=slm, llm=llm, policy=policy)
-
-
 def test_create_agent_calls_the_right_tool_and_answers_from_it_on_every_question(
     qwen_pair: CollabChatModel,
 ) -> None:

@@ -202,6 +202,39 @@ def test_the_agent_workflow_passes_the_requests_parameters_to_its_models(
     assert written and all(c["output_tokens"] <= 8 for c in written)
 
 
+def test_the_agent_workflow_streams_the_tokens_of_a_final_answer(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    policy = Policy(
+        default="slm_only",
+        rules=[Rule(name="code to the LLM", when=Match(task=["code"]), strategy="llm_only")],
+    )
+    pair = CollabChatModel(slm=slm, llm=remote, policy=policy)
+    workflows = workflows_for(slm, remote, pair=pair, agent=build_graph(slm, remote, policy=policy))
+    server = BackgroundServer(create_app(workflows, limits=Limits(default_max_tokens=12)))
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0)
+    try:
+        for question, strategy in [
+            ("Say hello to Ada.", "slm_only"),  # the drafter's answer, nothing reviews it
+            ("Write a Python function that adds two numbers.", "llm_only"),  # the reasoner's
+        ]:
+            asked = [{"role": "user", "content": question}]
+            plain = client.chat.completions.create(model="collab-agent", messages=asked)
+            pieces, finals = [], []
+            for part in client.chat.completions.create(
+                model="collab-agent", messages=asked, stream=True
+            ):
+                if part.choices and part.choices[0].delta.content:
+                    pieces.append(part.choices[0].delta.content)
+                if part.choices and part.choices[0].finish_reason:
+                    finals.append(collab_of(part))
+            assert finals[0]["strategy"] == strategy
+            assert len(pieces) > 1  # streamed as the node decodes, not sent whole at the end
+            assert "".join(pieces) == plain.choices[0].message.content
+    finally:
+        server.stop()
+
+
 def test_a_wrong_or_missing_key_gives_401(served: BackgroundServer) -> None:
     wrong = openai.OpenAI(base_url=f"{served.url}/v1", api_key="nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
@@ -494,3 +527,32 @@ def test_create_agent_through_chat_openai_against_collab_serve(served: Backgroun
         assert finished(out["messages"]), (question, out["messages"])
         used_a_tool += any(m.type == "tool" for m in out["messages"])
     assert used_a_tool >= 3  # SmolLM2 calls on 3 of 10 at its calibrated threshold
+
+
+def test_create_agent_through_chat_openai_calls_the_right_tool_on_every_question(
+    qwen_pair: CollabChatModel,
+) -> None:
+    """The Qwen pair of tests/test_middleware.py, this time behind ``collab serve``."""
+    from langchain.agents import create_agent
+
+    from tests.test_middleware import CALLS, NEEDS, QUESTIONS, finished, get_weather, stock_price
+
+    workflows = workflows_for(qwen_pair.slm, qwen_pair.llm, pair=qwen_pair)
+    server = BackgroundServer(create_app(workflows, limits=Limits(max_tokens=64)))
+    chat = ChatOpenAI(
+        base_url=f"{server.url}/v1", api_key="-", model="collab-auto", max_tokens=48,
+        max_retries=0, temperature=0.0,
+    )  # fmt: skip
+    agent = create_agent(model=chat, tools=[get_weather, stock_price])
+    try:
+        for question, needed in zip(QUESTIONS, NEEDS, strict=True):
+            CALLS.clear()
+            out = agent.invoke({"messages": [("user", question)]}, {"recursion_limit": 12})
+            messages = out["messages"]
+            assert finished(messages), (question, messages)
+            assert dict(CALLS) == {needed: 1}, (question, CALLS)
+            answer = str(messages[-1].content)
+            facts = ("123.45",) if needed.startswith("stock") else ("18", "sunny")
+            assert any(fact in answer for fact in facts), (question, answer)
+    finally:
+        server.stop()

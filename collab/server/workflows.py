@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from collab.agents.graph import MODEL_OPTIONS
 from collab.config import Settings
 from collab.errors import CollabError
+from collab.messages import text_content
 from collab.trace import Price
 
 
@@ -82,22 +83,52 @@ class Workflow:
     ) -> AsyncIterator[AIMessageChunk]:
         """The answer as LangChain chunks; the last carries the trace."""
         if self.agent:
-            # The graph runs its own tools and may redo a draft: only its final
-            # answer is the reply, so it comes as one chunk.
-            options = {k: params[k] for k in MODEL_OPTIONS if k in params}
-            state = await self.runnable.ainvoke(
-                {"messages": list(messages)}, {"configurable": {"model_options": options}}
-            )
-            final: AIMessage = state["messages"][-1]
-            yield AIMessageChunk(
-                content=final.content,
-                response_metadata=final.response_metadata,
-                usage_metadata=final.usage_metadata,
-            )
+            async for piece in self._agent_stream(messages, params):
+                yield piece
             return
         model: BaseChatModel = self.runnable
         async for piece in model.astream(list(messages), **params):
             yield piece
+
+    async def _agent_stream(
+        self, messages: Sequence[BaseMessage], params: dict[str, Any]
+    ) -> AsyncIterator[AIMessageChunk]:
+        """The graph's answer: tokens as they come from a node whose answer is final
+        (the reasoner's; the drafter's where nothing reviews its draft), then the rest.
+
+        Other nodes' text may be replaced (a draft the cascade escalates, a tool call
+        the LLM redoes), so it comes whole with the last chunk.
+        """
+        options = {k: params[k] for k in MODEL_OPTIONS if k in params}
+        config: Any = {"configurable": {"model_options": options}}
+        strategy, sent, final = "", "", None
+        async for mode, data in self.runnable.astream(
+            {"messages": list(messages)}, config, stream_mode=["messages", "custom", "values"]
+        ):
+            if mode == "custom" and data.get("event") == "route":
+                strategy = data.get("strategy", "")
+            elif mode == "values":
+                final = data
+            elif mode == "messages":
+                chunk, meta = data
+                node = meta.get("langgraph_node")
+                live = node == "reasoner" or (node == "drafter" and strategy not in REVIEWED)
+                text = chunk.content if isinstance(chunk.content, str) else ""
+                if live and text and isinstance(chunk, AIMessageChunk):
+                    sent += text
+                    yield AIMessageChunk(content=text)
+        answer: AIMessage = final["messages"][-1] if final else AIMessage(content="")
+        content = text_content(answer.content)
+        rest = content[len(sent) :] if content.startswith(sent) else content
+        yield AIMessageChunk(
+            content=rest,
+            response_metadata=answer.response_metadata,
+            usage_metadata=answer.usage_metadata,
+        )
+
+
+# strategies under which the drafter's answer may still be replaced
+REVIEWED = ("cascade", "draft_verify")
 
 
 def default_workflows(
