@@ -29,7 +29,8 @@ def attribution_line(collab: dict[str, Any]) -> str:
         colour = "green" if by["location"] == "local" else "blue"
         parts.append(f"[{colour}]{by['model']} ({by['location']})[/]")
     if collab["strategy"]:
-        parts.append(f"strategy {collab['strategy']}")
+        why = f" ({collab['reason']})" if collab.get("reason") else ""
+        parts.append(f"strategy {collab['strategy']}{why}")
     parts.append(f"{collab['local_tokens']} local / {collab['remote_tokens']} remote tokens")
     base = collab["llm_only_cost_usd"]
     share = collab["saved_usd"] / base if base else 0.0

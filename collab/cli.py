@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -19,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from collab.config import Settings, load_settings
+from collab.config import CONFIG_ENV, Settings, load_settings
 from collab.errors import CollabError
 from collab.models import catalog
 
@@ -72,10 +74,25 @@ def resolve_with_progress(name: str) -> str:
         return str(catalog.resolve(name, progress))
 
 
-def ready_settings() -> Settings:
-    """The settings, with the configured SLM and stand-in LLM fetched, with a progress bar."""
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="a TOML or YAML config file (models, LLM endpoints, policy, tools, workflows); "
+        f"default: ${CONFIG_ENV}, else ./collab.toml",
+        show_default=False,
+    ),
+]
+
+
+def ready_settings(config: Path | None = None) -> Settings:
+    """The settings (from ``config`` when given), with the configured SLM and stand-in LLM
+    fetched, with a progress bar."""
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config)  # read by Settings, and named in its errors
     settings = load_settings()
-    for name in (settings.slm, None if settings.llm_base_url else settings.llm):
+    stand_in = not (settings.llm_base_url or settings.llms)
+    for name in (settings.slm, settings.llm if stand_in else None):
         if name:
             resolve_with_progress(name)
     return settings
@@ -187,13 +204,14 @@ def serve(
     ] = "",
     max_tokens: Annotated[int, typer.Option(help="the most a request may ask for")] = 2048,
     max_queue: Annotated[int, typer.Option(help="requests that may wait for the SLM")] = 64,
+    config: ConfigOption = None,
 ) -> None:
     """Serve the workflows over the OpenAI protocol, with a web chat at /."""
     import uvicorn
 
     from collab.server import Limits, create_app, default_workflows
 
-    workflows = default_workflows(ready_settings(), max_queue=max_queue)
+    workflows = default_workflows(ready_settings(config), max_queue=max_queue)
     limits = Limits(max_tokens=max_tokens, max_queue=max_queue)
     server = create_app(workflows, api_key=api_key or None, limits=limits)
     console.print(
@@ -207,15 +225,20 @@ def serve(
 @friendly_errors
 def chat(
     model: Annotated[
-        str, typer.Option(help="collab-auto (policy), collab-slm, collab-llm or collab-agent")
+        str,
+        typer.Option(
+            help="a workflow: collab-auto (policy), collab-slm, collab-llm, "
+            "collab-agent, or one the config file names"
+        ),
     ] = "collab-auto",
     max_tokens: Annotated[int, typer.Option()] = 256,
+    config: ConfigOption = None,
 ) -> None:
     """Chat in the terminal; each answer says which model gave it and what it saved."""
     from collab.chat_cli import run_chat
     from collab.server import default_workflows
 
-    workflows = default_workflows(ready_settings())
+    workflows = default_workflows(ready_settings(config))
     if model not in workflows:
         raise typer.BadParameter(f"choose one of {', '.join(workflows)}", param_hint="--model")
     run_chat(console, workflows[model], max_tokens=max_tokens)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from platformdirs import user_cache_dir, user_config_dir
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +39,52 @@ def config_file() -> Path | None:
     return None
 
 
+class Endpoint(BaseModel):
+    """One OpenAI-compatible LLM endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="for example https://api.openai.com/v1")
+    model: str = Field(description="the model's name on that server")
+    api_key_env: str | None = Field(
+        None, description="the environment variable that holds its API key (never the key)"
+    )
+    price: Price | None = Field(None, description="per million tokens; default: `prices`")
+    timeout_s: float | None = Field(None, gt=0, description="default: llm_timeout_s")
+    max_retries: int | None = Field(None, ge=0, description="default: llm_max_retries")
+    max_concurrency: int = Field(16, ge=1, description="requests in flight to it at once")
+
+
+class ToolEntry(BaseModel):
+    """A tool by import path, with how collab treats its calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+        description="package.module:function (a typed, documented function or a LangChain tool)",
+    )
+    requires_approval: bool = False
+    verify: bool = False
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class WorkflowEntry(BaseModel):
+    """A model name ``collab serve`` offers, and what answers it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$")
+    kind: Literal["pair", "slm", "llm", "agent"] = Field(
+        description="pair: the SLM and LLM under the policy; slm, llm: one alone; agent: the "
+        "agent graph with the configured tools"
+    )
+    description: str = ""
+    tool_choice: Literal["auto", "any"] = Field(
+        "auto", description="agent: 'any' makes the first step of each turn call a tool"
+    )
+
+
 class Settings(BaseSettings):
     """What collab runs on. Every field can be set as ``COLLAB_<FIELD>`` or in the config file."""
 
@@ -66,6 +112,25 @@ class Settings(BaseSettings):
     default_remote_price: Price = Field(
         default_factory=lambda: Price(input_per_mtok=0.5, output_per_mtok=1.5),
         description="price of a remote model missing from `prices`",
+    )
+
+    llms: list[Endpoint] = Field(
+        default_factory=list,
+        description="LLM endpoints tried in order, each when those before it are down; "
+        "empty: `llm` at `llm_base_url`, or the local stand-in",
+    )
+    policy: dict[str, Any] | Path | None = Field(
+        None,
+        description="the policy (collab.policy.Policy's fields), or the path of a policy file "
+        "(relative to this file); none: the demo's",
+    )
+    tools: list[ToolEntry] = Field(
+        default_factory=list, description="the agent's tools; none: the demo's"
+    )
+    workflows: list[WorkflowEntry] = Field(
+        default_factory=list,
+        description="what `collab serve` offers; none: collab-auto, collab-slm, collab-llm "
+        "and collab-agent",
     )
 
     def price_of(self, model: str, *, remote: bool) -> Price:
@@ -103,6 +168,17 @@ def load_settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigurationError(
-            f"invalid collab settings ({problems})",
-            hint=f"fix the value in {where or 'the COLLAB_* environment variables'}",
+            f"invalid collab settings in {where or 'the COLLAB_* environment variables'}: "
+            f"{problems}",
+            hint="see collab.config.Settings for the fields and their allowed values",
         ) from exc
+
+
+def config_error(field: str, problem: str, hint: str) -> ConfigurationError:
+    """An error in the settings' ``field`` (a dotted path, or several joined with "; " in
+    ``problem`` when ``field`` is empty) that names the file it came from."""
+    where = config_file()
+    source = f"config file {where}" if where else "collab settings"
+    return ConfigurationError(
+        f"invalid {source}: {field + ': ' if field else ''}{problem}", hint=hint
+    )

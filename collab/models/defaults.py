@@ -6,10 +6,14 @@ none configured, a local stand-in server takes its place over the same HTTP path
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
-from collab.config import Settings, load_settings
+from langchain_core.language_models import BaseChatModel
+
+from collab.config import Endpoint, Settings, config_error, load_settings
 from collab.models import catalog
+from collab.models.fallback import FallbackChatModel
 from collab.models.llamacpp import LlamaCppChatModel, default_threads
 from collab.models.local_server import LocalLLMServer, LocalServerChatModel
 from collab.models.openai import OpenAICompatibleChatModel
@@ -36,14 +40,19 @@ def make_llm(
     announce: Announce | None = None,
     logits_all: bool = False,
     **overrides: object,
-) -> OpenAICompatibleChatModel:
-    """The remote LLM, or a local stand-in server (started on first use) when none is set."""
+) -> BaseChatModel:
+    """The remote LLM: the endpoints of ``llms`` in order (one falls back to the next),
+    else the server at ``llm_base_url``, else a local stand-in server (started on first
+    use)."""
     settings = settings or load_settings()
     common: dict[str, object] = {
         "timeout": settings.llm_timeout_s,
         "max_retries": settings.llm_max_retries,
         **overrides,
     }
+    if settings.llms:
+        endpoints = [endpoint_model(settings, i, e, common) for i, e in enumerate(settings.llms)]
+        return endpoints[0] if len(endpoints) == 1 else FallbackChatModel(models=endpoints)
     if settings.llm_base_url:
         return OpenAICompatibleChatModel.model_validate(
             {
@@ -77,3 +86,30 @@ def local_server(settings: Settings, *, logits_all: bool = False) -> LocalLLMSer
             logits_all=logits_all,
         )
     return _SERVERS[key]
+
+
+def endpoint_model(
+    settings: Settings, index: int, endpoint: Endpoint, common: dict[str, object]
+) -> OpenAICompatibleChatModel:
+    """The chat model of ``settings.llms[index]``; its key comes from its environment variable."""
+    key = None
+    if endpoint.api_key_env:
+        key = os.environ.get(endpoint.api_key_env)
+        if not key:
+            raise config_error(
+                f"llms.{index}.api_key_env",
+                f"the environment variable {endpoint.api_key_env} is not set",
+                hint=f"export {endpoint.api_key_env}=<the key for {endpoint.base_url}>",
+            )
+    params: dict[str, object] = {
+        **common,
+        "model": endpoint.model,
+        "base_url": endpoint.base_url,
+        "api_key": key,
+        "price": endpoint.price or settings.price_of(endpoint.model, remote=True),
+    }
+    if endpoint.timeout_s is not None:
+        params["timeout"] = endpoint.timeout_s
+    if endpoint.max_retries is not None:
+        params["max_retries"] = endpoint.max_retries
+    return OpenAICompatibleChatModel.model_validate(params)

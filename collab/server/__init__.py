@@ -3,7 +3,8 @@
 from collab.server.app import create_app
 from collab.server.background import BackgroundServer
 from collab.server.protocol import Limits
-from collab.server.workflows import Workflow, default_workflows, workflows_for
+from collab.server.setup import default_workflows
+from collab.server.workflows import Workflow, workflows_for
 
 __all__ = [
     "BackgroundServer",

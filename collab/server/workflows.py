@@ -16,7 +16,6 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
 from collab.agents.graph import MODEL_OPTIONS
-from collab.config import Settings
 from collab.errors import CollabError
 from collab.messages import text_content
 from collab.trace import Price
@@ -129,31 +128,6 @@ class Workflow:
 
 # strategies under which the drafter's answer may still be replaced
 REVIEWED = ("cascade", "draft_verify")
-
-
-def default_workflows(
-    settings: Settings | None = None, *, max_queue: int = 64
-) -> dict[str, Workflow]:
-    """The four workflows over the configured SLM and LLM (see ``collab.config``)."""
-    from collab.agents.app import calculate, get_time
-    from collab.agents.graph import build_graph
-    from collab.chat_model import CollabChatModel
-    from collab.config import load_settings
-    from collab.demo import DEMO_POLICY
-    from collab.models.defaults import make_llm, make_slm
-
-    settings = settings or load_settings()
-    slm = make_slm(settings)
-    slm.engine  # noqa: B018 (loaded now: a model file that cannot load stops the server at start)
-    llm = make_llm(settings)
-    return workflows_for(
-        slm,
-        llm,
-        pair=CollabChatModel(slm=slm, llm=llm, policy=DEMO_POLICY),
-        agent=build_graph(slm, llm, tools=[get_time, calculate], policy=DEMO_POLICY),
-        llm_price=settings.price_of(settings.llm, remote=True),
-        max_queue=max_queue,
-    )
 
 
 def workflows_for(

@@ -1,0 +1,1 @@
+"""Tools a test config file names by import path."""
