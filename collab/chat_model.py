@@ -7,6 +7,8 @@ latency, what was sent to the remote model) ride in ``response_metadata["collab"
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from threading import Event
@@ -185,20 +187,75 @@ class CollabChatModel(StreamFirstChatModel):
         for chunk in self._answer(messages, stop, options, whole=True):
             yield ChatGenerationChunk(message=chunk)
 
+    async def _arun(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async for chunk in self._async_answer(messages, stop, options, whole=False):
+            yield chunk
+
     def _awhole(
         self, messages: list[BaseMessage], stop: Stop, options: Options
     ) -> AsyncIterator[ChatGenerationChunk]:
-        cancel = Event()
-        return iterate_in_thread(self._whole(messages, stop, options), cancel)
+        return self._async_answer(messages, stop, options, whole=True)
+
+    async def _async_answer(
+        self, messages: list[BaseMessage], stop: Stop, options: Options, *, whole: bool
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """Native async. The policy decides in a worker thread (finding personal data is
+        CPU work); ``slm_only`` and ``llm_only`` then run on the models' own async paths: the
+        LLM's HTTP holds no thread, the SLM waits its turn in its queue without one. Other
+        strategies interleave both models step by step: they run in a worker thread that
+        holds the SLM's turn throughout."""
+        check_options(options, type(self).__name__)
+        decision = await asyncio.to_thread(self.admit, messages, **options)
+        kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
+        repeats = bool(kwargs.get("tools")) and bool(answered_calls(messages))
+        if decision.strategy not in ("slm_only", "llm_only") or repeats:
+            queue = getattr(self.slm, "queue", None)
+            async with queue.slot() if queue is not None else contextlib.nullcontext():
+                given, cancel = {**options, "_decision": decision}, Event()
+                run = (
+                    self._whole(messages, stop, given)
+                    if whole
+                    else self._run(messages, stop, given, cancel)
+                )
+                async for chunk in iterate_in_thread(run, cancel):
+                    yield chunk
+            return
+        with wire.recording() as sent:
+            async for piece in self._aanswer(messages, decision, whole=whole, stop=stop, **kwargs):
+                yield ChatGenerationChunk(message=_audited(piece, sent))
+
+    async def _aanswer(
+        self, messages: Sequence[BaseMessage], decision: Decision, *, whole: bool, **kwargs: Any
+    ) -> AsyncIterator[AIMessageChunk]:
+        """``answer`` for the one-model strategies, on their async paths."""
+        strategy = self.strategy(decision.strategy, self.remote_for(decision))
+        emitted = False
+        try:
+            chunks = strategy.astream(messages, **kwargs)
+            if whole:  # nothing is shown before the end: an LLM that dies part way is replaced
+                chunks = _replayed([c async for c in chunks])
+            async for chunk in chunks:
+                emitted = emitted or bool(chunk.content or chunk.tool_call_chunks)
+                yield self._closed(chunk, decision)
+        except ModelUnavailableError as exc:
+            if (emitted and not whole) or not uses_llm(decision.strategy):
+                raise
+            fallback, down = self._without_llm(decision, exc)
+            async for chunk in self.strategy("slm_only").astream(messages, **kwargs):
+                yield self._closed(chunk, fallback, down)
 
     def _answer(
         self, messages: list[BaseMessage], stop: Stop, options: Options, *, whole: bool
     ) -> Iterator[AIMessageChunk]:
         """The answer; its trace's ``extra["remote_audit"]`` holds every request that left
         the machine meanwhile (retries and failed attempts too), byte for byte."""
+        options = dict(options)
+        decided: Decision | None = options.pop("_decision", None)  # by the async path
         check_options(options, type(self).__name__)
         with wire.recording() as sent:
-            decision = self.admit(messages, **options)
+            decision = decided or self.admit(messages, **options)
             kwargs = {k: v for k, v in options.items() if k not in ("request_tags", "task")}
             answered = answered_calls(messages) if kwargs.get("tools") else set()
             if answered:
@@ -206,13 +263,7 @@ class CollabChatModel(StreamFirstChatModel):
             else:
                 chunks = self.answer(messages, decision, whole=whole, stop=stop, **kwargs)
             for chunk in chunks:
-                meta = chunk.response_metadata or {}
-                if TRACE_KEY in meta:
-                    trace = Trace.from_metadata(meta)
-                    trace.extra["remote_audit"] = [r.as_dict() for r in sent]
-                    meta = {**meta, TRACE_KEY: trace.to_metadata()}
-                    chunk = chunk.model_copy(update={"response_metadata": meta})
-                yield chunk
+                yield _audited(chunk, sent)
 
     def _without_repeats(
         self, messages: list[BaseMessage], decision: Decision, answered: set[str], **kwargs: Any
@@ -268,34 +319,46 @@ class CollabChatModel(StreamFirstChatModel):
         except ModelUnavailableError as exc:
             if (emitted and not whole) or not uses_llm(decision.strategy):
                 raise
-            down = llm_down(exc, self.policy.on_llm_down, "the SLM answered instead")
-            fallback = decision.model_copy(update={
-                "strategy": "slm_only",
-                "reason": f"{decision.reason}; the LLM is unavailable ({exc.message}): "
-                "the SLM answered instead",
-            })  # fmt: skip
-            source = self.strategy("slm_only").stream(messages, **kwargs)
-            yield from self._decorated(source, fallback, down)
+            fallback, down = self._without_llm(decision, exc)
+            for chunk in self.strategy("slm_only").stream(messages, **kwargs):
+                yield self._closed(chunk, fallback, down)
+
+    def _without_llm(
+        self, decision: Decision, exc: ModelUnavailableError
+    ) -> tuple[Decision, Trace]:
+        """The decision and trace of the SLM answering for an LLM that cannot be reached
+        (raises when the policy says ``on_llm_down = "fail"``)."""
+        down = llm_down(exc, self.policy.on_llm_down, "the SLM answered instead")
+        fallback = decision.model_copy(update={
+            "strategy": "slm_only",
+            "reason": f"{decision.reason}; the LLM is unavailable ({exc.message}): "
+            "the SLM answered instead",
+        })  # fmt: skip
+        return fallback, down
 
     def _decorated(
         self, chunks: Iterator[AIMessageChunk], decision: Decision, down: Trace | None = None
     ) -> Iterator[AIMessageChunk]:
-        """The strategy's chunks, the last one's trace completed with the policy's decision."""
         for chunk in chunks:
-            meta = chunk.response_metadata or {}
-            if TRACE_KEY not in meta:
-                yield chunk
-                continue
-            trace = Trace.from_metadata(meta)
-            own = trace.reason
-            trace.reason = f"{decision.reason} -> {own}" if own else decision.reason
-            trace.extra["policy"] = decision.model_dump()
-            if down is not None:
-                trace = trace.merge(down)
-            self._account(trace)
-            yield chunk.model_copy(
-                update={"response_metadata": {**meta, TRACE_KEY: trace.to_metadata()}}
-            )
+            yield self._closed(chunk, decision, down)
+
+    def _closed(
+        self, chunk: AIMessageChunk, decision: Decision, down: Trace | None = None
+    ) -> AIMessageChunk:
+        """``chunk``; the final one's trace completed with the policy's decision."""
+        meta = chunk.response_metadata or {}
+        if TRACE_KEY not in meta:
+            return chunk
+        trace = Trace.from_metadata(meta)
+        own = trace.reason
+        trace.reason = f"{decision.reason} -> {own}" if own else decision.reason
+        trace.extra["policy"] = decision.model_dump()
+        if down is not None:
+            trace = trace.merge(down)
+        self._account(trace)
+        return chunk.model_copy(
+            update={"response_metadata": {**meta, TRACE_KEY: trace.to_metadata()}}
+        )
 
     def _account(self, trace: Trace) -> None:
         remote = [c for c in trace.calls if c.location == "remote"]
@@ -307,3 +370,18 @@ class CollabChatModel(StreamFirstChatModel):
             with self._lock:
                 old = self._llm_latency_s
                 self._llm_latency_s = latency if old is None else 0.7 * old + 0.3 * latency
+
+
+def _audited(chunk: AIMessageChunk, sent: list[wire.SentRequest]) -> AIMessageChunk:
+    """``chunk``; the final one's trace holding every request that left the machine."""
+    meta = chunk.response_metadata or {}
+    if TRACE_KEY not in meta:
+        return chunk
+    trace = Trace.from_metadata(meta)
+    trace.extra["remote_audit"] = [r.as_dict() for r in sent]
+    return chunk.model_copy(update={"response_metadata": {**meta, TRACE_KEY: trace.to_metadata()}})
+
+
+async def _replayed(chunks: list[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
+    for chunk in chunks:
+        yield chunk

@@ -15,7 +15,7 @@ gave to calling at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from threading import Event
 from typing import Any
@@ -36,6 +36,7 @@ from collab.models.catalog import calibrated_tool_call_threshold
 from collab.models.decoding import RunStats, decode_text
 from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_token, log_softmax
 from collab.models.profile import ModelProfile
+from collab.models.queue import ModelQueue, queue_of
 from collab.models.tool_format import (
     JSON_OBJECT_SCHEMA,
     TOOL_CALL_MIN_TOKENS,
@@ -231,6 +232,18 @@ class LocalChatModel(StreamFirstChatModel):
                 yield ChatGenerationChunk(message=message)
         watch.stop()
         yield self._final_chunk(stats, watch)
+
+    @property
+    def queue(self) -> ModelQueue:
+        """Where async callers wait their turn for this model (``collab.models.queue``)."""
+        return queue_of(self.engine)
+
+    async def _arun(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async with self.queue.slot():  # a worker thread only once it is this call's turn
+            async for chunk in super()._arun(messages, stop, options):
+                yield chunk
 
     def _decode(
         self, request: _Request, stats: RunStats, cancel: Event | None

@@ -84,12 +84,14 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
 async def _answer(
     workflow: Workflow, messages: Sequence[BaseMessage], params: dict[str, Any]
 ) -> AsyncGenerator[AIMessageChunk, None]:
-    """The workflow's chunks, run in its local model's queue when it has one."""
-    if workflow.gate is None:
+    """The workflow's chunks. Chat models take the SLM's turn themselves, only while it
+    runs; the agent graph's nodes call it from threads, so an agent request holds it
+    throughout."""
+    if workflow.queue is None or not workflow.agent:
         async for piece in workflow.astream(messages, params):
             yield piece
         return
-    async with workflow.gate.slot():
+    async with workflow.queue.slot():
         async for piece in workflow.astream(messages, params):
             yield piece
 
@@ -121,11 +123,11 @@ v1 = APIRouter(prefix="/v1", dependencies=[Depends(_authorized)])
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
     state = _state(request)
-    gates = {id(w.gate): w.gate for w in state.workflows.values() if w.gate is not None}
+    queues = {id(w.queue): w.queue for w in state.workflows.values() if w.queue is not None}
     return {
         "status": "ok",
         "models": list(state.workflows),
-        "waiting": sum(g.waiting for g in gates.values()),
+        "waiting": sum(q.waiting for q in queues.values()),
         "requests": {k: state.counts[k] for k in ("completed", "cancelled", "failed")},
     }
 
@@ -176,8 +178,8 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
         messages = body.messages_in()
     except ValueError as exc:
         return JSONResponse(error_body(f"messages: {exc}", param="messages"), status_code=400)
-    if workflow.gate is not None:
-        workflow.gate.check()
+    if workflow.queue is not None:
+        workflow.queue.check()
     cid = completion_id()
     pieces = _answer(workflow, messages, body.params(state.limits))
     try:

@@ -22,8 +22,9 @@ from collab.agents.graph import build_graph
 from collab.chat_model import CollabChatModel
 from collab.config import Settings, ToolEntry, WorkflowEntry, config_error, config_file
 from collab.errors import ConfigurationError
+from collab.models.queue import ModelQueue
 from collab.policy import Policy
-from collab.server.workflows import LocalModelGate, Workflow
+from collab.server.workflows import Workflow, slm_queue
 from collab.tools import make_tool
 from collab.trace import Price
 
@@ -47,9 +48,9 @@ def default_workflows(
     llm = make_llm(settings)
     slm = make_slm(settings)
     slm.engine  # noqa: B018 (loaded now: a model file that cannot load stops the server at start)
-    gate = LocalModelGate(max_queue)  # the SLM is shared, so is its queue
+    queue = slm_queue(slm, max_queue)
     return {
-        entry.name: _workflow(entry, slm, llm, policy, tools, gate)
+        entry.name: _workflow(entry, slm, llm, policy, tools, queue)
         for entry in settings.workflows or DEFAULT_WORKFLOWS
     }
 
@@ -60,21 +61,21 @@ def _workflow(
     llm: BaseChatModel,
     policy: Policy,
     tools: list[BaseTool],
-    gate: LocalModelGate,
+    queue: ModelQueue | None,
 ) -> Workflow:
     slm_name, llm_name = getattr(slm, "model", "slm"), getattr(llm, "model", "llm")
     price = getattr(llm, "price", None) or Price()
     if entry.kind == "pair":
         pair = CollabChatModel(slm=slm, llm=llm, policy=policy)
         about = entry.description or f"{slm_name} and {llm_name}, split by policy"
-        return Workflow(entry.name, about, pair, price, gate)
+        return Workflow(entry.name, about, pair, price, queue)
     if entry.kind == "slm":
-        return Workflow(entry.name, entry.description or f"{slm_name} alone", slm, price, gate)
+        return Workflow(entry.name, entry.description or f"{slm_name} alone", slm, price, queue)
     if entry.kind == "llm":
         return Workflow(entry.name, entry.description or f"{llm_name} alone", llm, price, None)
     graph = build_graph(slm, llm, tools=tools, policy=policy, tool_choice=entry.tool_choice)
     about = entry.description or f"the agent graph with {', '.join(t.name for t in tools)}"
-    return Workflow(entry.name, about, graph, price, gate, agent=True)
+    return Workflow(entry.name, about, graph, price, queue, agent=True)
 
 
 def policy_of(settings: Settings) -> Policy:

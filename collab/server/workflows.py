@@ -6,9 +6,7 @@ two models alone, ``collab-agent`` the agent graph with its own tools.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,54 +14,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
 from collab.agents.graph import MODEL_OPTIONS
-from collab.errors import CollabError
 from collab.messages import text_content
+from collab.models.queue import ModelQueue
 from collab.trace import Price
-
-
-class QueueFullError(CollabError):
-    """Too many requests are already waiting for a local model."""
-
-    status, kind, code = 429, "rate_limit_error", "queue_full"
-
-
-class LocalModelGate:
-    """One request at a time inside a local model; the rest wait in order, up to a limit.
-
-    llama.cpp holds one context per loaded model: concurrent requests would only
-    contend for it. Waiting here, on the event loop, costs nothing and keeps the
-    worker threads free.
-    """
-
-    def __init__(self, max_queue: int) -> None:
-        self._lock = asyncio.Lock()
-        self._waiting = 0
-        self.max_queue = max_queue
-
-    @property
-    def waiting(self) -> int:
-        return self._waiting
-
-    def check(self) -> None:
-        """Raise QueueFullError now if a new request could not even wait."""
-        if self._waiting >= self.max_queue:
-            raise QueueFullError(
-                f"{self._waiting} requests are already waiting for the local model",
-                hint="retry later, or raise the server's max_queue",
-            )
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        self.check()
-        self._waiting += 1
-        try:
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._lock.release()
 
 
 @dataclass
@@ -74,7 +27,7 @@ class Workflow:
     description: str
     runnable: Any  # a BaseChatModel, or a compiled agent graph when ``agent``
     llm_price: Price = field(default_factory=Price)
-    gate: LocalModelGate | None = None  # set when it runs a local model in-process
+    queue: ModelQueue | None = None  # the in-process SLM's, when it uses one
     agent: bool = False
 
     async def astream(
@@ -141,15 +94,22 @@ def workflows_for(
 ) -> dict[str, Workflow]:
     """Workflows over given models: the pair (``collab-auto``), each alone, and the agent."""
     price = llm_price or getattr(llm, "price", None) or Price()
-    gate = LocalModelGate(max_queue)  # the SLM is shared, so is its queue
+    queue = slm_queue(slm, max_queue)
     slm_name, llm_name = getattr(slm, "model", "slm"), getattr(llm, "model", "llm")
     found = [
-        Workflow("collab-auto", f"{slm_name} and {llm_name}, split by policy", pair, price, gate),
-        Workflow("collab-slm", f"{slm_name} alone, on this machine", slm, price, gate),
+        Workflow("collab-auto", f"{slm_name} and {llm_name}, split by policy", pair, price, queue),
+        Workflow("collab-slm", f"{slm_name} alone, on this machine", slm, price, queue),
         Workflow("collab-llm", f"{llm_name} alone", llm, price, None),
     ]
     if agent is not None:
-        found.append(
-            Workflow("collab-agent", "the agent graph with its own tools", agent, price, gate, True)
-        )
+        about = "the agent graph with its own tools"
+        found.append(Workflow("collab-agent", about, agent, price, queue, agent=True))
     return {w.name: w for w in found}
+
+
+def slm_queue(slm: BaseChatModel, max_queue: int) -> ModelQueue | None:
+    """The queue of the in-process SLM (None for one behind a server), holding ``max_queue``."""
+    queue: ModelQueue | None = getattr(slm, "queue", None)
+    if queue is not None:
+        queue.max_queue = max_queue
+    return queue

@@ -114,16 +114,48 @@ def relay(
     ``trace`` (what the strategy did before, its name and reason) is completed
     with this call and closed into the final chunk.
     """
-    total: AIMessageChunk | None = None
+    relayed = _Relayed(model, role, trace)
     for piece in model.stream(list(messages), **kwargs):
+        if (chunk := relayed.feed(piece)) is not None:
+            yield chunk
+    yield relayed.close()
+
+
+async def arelay(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    role: str,
+    trace: Trace,
+    **kwargs: Any,
+) -> AsyncIterator[AIMessageChunk]:
+    """``relay`` on the model's own async path (a remote model holds no thread meanwhile)."""
+    relayed = _Relayed(model, role, trace)
+    async for piece in model.astream(list(messages), **kwargs):
+        if (chunk := relayed.feed(piece)) is not None:
+            yield chunk
+    yield relayed.close()
+
+
+class _Relayed:
+    """What ``relay`` passes on of each piece, and the answer it adds up to."""
+
+    def __init__(self, model: BaseChatModel, role: str, trace: Trace) -> None:
+        self.model, self.role, self.trace = model, role, trace
+        self.total: AIMessageChunk | None = None
+
+    def feed(self, piece: Any) -> AIMessageChunk | None:
         chunk = as_chunk(piece)
-        total = chunk if total is None else total + chunk
-        if chunk.content or chunk.tool_call_chunks:
-            yield AIMessageChunk(
-                content=chunk.content, tool_call_chunks=chunk.tool_call_chunks, id=chunk.id
-            )
-    answer = total or AIMessageChunk(content="")
-    yield final_chunk(trace.merge(trace_of(answer, model, role)), answer.response_metadata)
+        self.total = chunk if self.total is None else self.total + chunk
+        if not (chunk.content or chunk.tool_call_chunks):
+            return None
+        return AIMessageChunk(
+            content=chunk.content, tool_call_chunks=chunk.tool_call_chunks, id=chunk.id
+        )
+
+    def close(self) -> AIMessageChunk:
+        answer = self.total or AIMessageChunk(content="")
+        own = trace_of(answer, self.model, self.role)
+        return final_chunk(self.trace.merge(own), answer.response_metadata)
 
 
 def final_chunk(trace: Trace, metadata: dict[str, Any] | None = None) -> AIMessageChunk:
