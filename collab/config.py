@@ -52,7 +52,9 @@ class Endpoint(BaseModel):
     price: Price | None = Field(None, description="per million tokens; default: `prices`")
     timeout_s: float | None = Field(None, gt=0, description="default: llm_timeout_s")
     max_retries: int | None = Field(None, ge=0, description="default: llm_max_retries")
-    max_concurrency: int = Field(16, ge=1, description="requests in flight to it at once")
+    max_concurrency: int = Field(
+        16, ge=1, description="requests in flight to it at once from the server; the rest wait"
+    )
 
 
 class ToolEntry(BaseModel):

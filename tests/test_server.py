@@ -385,6 +385,55 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+async def test_a_request_the_policy_sends_to_the_llm_does_not_wait_for_the_slm(
+    slm: LlamaCppChatModel, remote: OpenAICompatibleChatModel
+) -> None:
+    server = BackgroundServer(make_app(slm, remote, Limits(max_tokens=2000)))
+    headers = {"Authorization": f"Bearer {KEY}"}
+    long = {
+        "model": "collab-slm", "max_tokens": 2000, "stream": True,
+        "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
+    }  # fmt: skip
+    code = {
+        "model": "collab-auto", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "Write a Python function that adds two numbers."}],
+    }  # fmt: skip
+    try:
+        http = httpx.AsyncClient(base_url=server.url, headers=headers, timeout=300)
+        async with http, http.stream("POST", "/v1/chat/completions", json=long) as story:
+            lines = story.aiter_lines()
+            while "content" not in (await anext(lines)):
+                pass  # the SLM is busy with the story
+            answered = await http.post("/v1/chat/completions", json=code)
+            assert answered.status_code == 200, answered.text
+            assert answered.json()["collab"]["strategy"] == "llm_only"
+            assert slm.engine.lock.locked()  # the story is still being written meanwhile
+    finally:
+        server.stop()
+
+
+async def test_a_model_queue_lets_its_capacity_in_and_the_rest_wait_in_order() -> None:
+    from collab.models.queue import ModelQueue, QueueFullError
+
+    queue, order, inside = ModelQueue(max_queue=3, capacity=2), [], []
+
+    async def visit(i: int) -> None:
+        async with queue.slot():
+            inside.append(i)
+            order.append(i)
+            await asyncio.sleep(0.01)
+            assert len(inside) <= 2
+            inside.remove(i)
+
+    tasks = [asyncio.create_task(visit(i)) for i in range(5)]
+    await asyncio.sleep(0)
+    assert queue.waiting == 3
+    with pytest.raises(QueueFullError):
+        queue.check()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4] and queue.waiting == 0
+
+
 def test_web_chat_streams_with_attribution_in_chromium(served: BackgroundServer) -> None:
     from playwright.sync_api import sync_playwright
 

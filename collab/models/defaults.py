@@ -107,6 +107,7 @@ def endpoint_model(
         "base_url": endpoint.base_url,
         "api_key": key,
         "price": endpoint.price or settings.price_of(endpoint.model, remote=True),
+        "max_concurrency": endpoint.max_concurrency,
     }
     if endpoint.timeout_s is not None:
         params["timeout"] = endpoint.timeout_s

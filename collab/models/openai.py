@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import nullcontext
 from threading import Event
 from typing import Any
 
@@ -44,6 +45,7 @@ from collab.models.openai_request import (
 )
 from collab.models.profile import ModelProfile, TokenAccess, location_of
 from collab.models.prompt_logprobs import UNNAMED, PromptLogprobReader
+from collab.models.queue import endpoint_queue
 from collab.models.server_probe import ServerCapabilities, probe
 from collab.options import REMOTE_ONLY, check_options
 from collab.trace import Location, Price
@@ -63,6 +65,9 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
     seed: int | None = None
     stop: list[str] | None = Field(None, alias="stop_sequences")
     price: Price = Field(default_factory=Price, description="per million tokens")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="async requests in flight here at once; the rest wait in order"
+    )
     tool_call_threshold: float = Field(
         0.002,
         ge=0.0,
@@ -253,6 +258,14 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
         breaker.succeeded()
 
     async def _arun(
+        self, messages: list[BaseMessage], stop: Stop, options: Options
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        limit = self.max_concurrency
+        async with endpoint_queue(self.base_url, limit).slot() if limit else nullcontext():
+            async for chunk in self._arun_now(messages, stop, options):
+                yield chunk
+
+    async def _arun_now(
         self, messages: list[BaseMessage], stop: Stop, options: Options
     ) -> AsyncIterator[ChatGenerationChunk]:
         self.aclient  # noqa: B018 (a stand-in server starts here and learns its URL)

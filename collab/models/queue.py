@@ -1,4 +1,5 @@
-"""The queue in front of an in-process model: one answer at a time, the rest wait in order.
+"""Queues in front of models: an in-process model answers one request at a time, a remote
+endpoint a bounded number; the rest wait in order.
 
 llama.cpp holds one context per loaded model, so concurrent requests would only
 contend for it (``engine.lock`` keeps them apart in threads). Waiting here, on
@@ -25,14 +26,14 @@ class QueueFullError(CollabError):
 
 
 class ModelQueue:
-    """One holder at a time, the rest waiting in order, up to ``max_queue``."""
+    """``capacity`` holders at a time, the rest waiting in order, up to ``max_queue``."""
 
-    def __init__(self, max_queue: int = 64) -> None:
-        self.max_queue = max_queue
+    def __init__(self, max_queue: int = 64, capacity: int = 1) -> None:
+        self.max_queue, self.capacity = max_queue, capacity
         self._waiting = 0
         # asyncio locks belong to one event loop; a model used from several (tests, threads
         # that run their own loop) gets one per loop, and engine.lock still keeps them apart.
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -51,7 +52,10 @@ class ModelQueue:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         self.check()
-        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop) or self._locks.setdefault(
+            loop, asyncio.Semaphore(self.capacity)
+        )
         self._waiting += 1
         try:
             await lock.acquire()
@@ -72,3 +76,12 @@ def queue_of(engine: Any) -> ModelQueue:
     if found is None:
         found = _QUEUES.setdefault(engine, ModelQueue())
     return found
+
+
+_ENDPOINTS: dict[tuple[str, int], ModelQueue] = {}
+
+
+def endpoint_queue(base_url: str, capacity: int) -> ModelQueue:
+    """The queue of a remote endpoint: ``capacity`` requests in flight, the rest waiting."""
+    key = (base_url, capacity)
+    return _ENDPOINTS.setdefault(key, ModelQueue(max_queue=2**31, capacity=capacity))
