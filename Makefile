@@ -13,7 +13,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 WHEELHOUSE := $(HOME)/.cache/collab/wheels/llama-cpp-$(LLAMA_CPP_VERSION)-$(shell echo '$(CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt --find-links $(WHEELHOUSE)
 
-.PHONY: demo test lint typecheck bench install install-dev clean chromium
+.PHONY: demo test lint typecheck bench install install-dev clean chromium postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ $(VENV)/.installed: $(BIN)/python $(WHEELHOUSE)/.built pyproject.toml constraint
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev,transformers,server]'
+	$(PIP) -e '.[dev,transformers,server,postgres]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -46,7 +46,13 @@ chromium:
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
 		&& apt-get install -y -q chromium >/dev/null; } || echo "no chromium: the browser test will skip"
 
-test: install-dev chromium
+# The replica tests run Debian's PostgreSQL in a temporary cluster; install it where apt can.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -q postgresql >/dev/null; } || echo "no PostgreSQL: the replica tests will skip"
+
+test: install-dev chromium postgres
 	$(BIN)/python -m pytest -q
 
 lint: install-dev

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="price of a remote model missing from `prices`",
     )
 
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://... that replicas of `collab serve` share: the agent's "
+        "threads (LangGraph's checkpointer) and the daily spend; none: SQLite files in "
+        "cache_dir, for one machine",
+    )
     llms: list[Endpoint] = Field(
         default_factory=list,
         description="LLM endpoints tried in order, each when those before it are down; "

@@ -9,11 +9,8 @@ send the request to the SLM alone. Loadable from TOML or YAML.
 from __future__ import annotations
 
 import re
-import sqlite3
-import time
 import tomllib
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +19,7 @@ from langchain_core.messages import BaseMessage
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from collab.errors import ConfigurationError
+from collab.ledger import Ledger
 from collab.messages import text_content
 from collab.options import TaskKind
 from collab.privacy.kinds import KINDS, check_kinds
@@ -134,7 +132,11 @@ class Policy(BaseModel):
     on_llm_down: Literal["slm", "fail"] = "slm"
     route: RouteSettings = Field(default_factory=RouteSettings)
     cascade: CascadeSettings = Field(default_factory=CascadeSettings)
-    ledger: Path | None = Field(None, description="where the daily spend is kept")
+    ledger: Path | str | None = Field(
+        None,
+        description="where the daily spend is kept: a SQLite file, or a postgresql:// URL "
+        "that several processes or machines share",
+    )
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
@@ -257,27 +259,4 @@ def classify(messages: Sequence[BaseMessage], has_tools: bool = False) -> TaskKi
     return "chat"
 
 
-class Ledger:
-    """LLM spend per day, in a small SQLite file shared by processes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._run("CREATE TABLE IF NOT EXISTS spend (day TEXT, usd REAL, at REAL)")
-
-    def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:  # one transaction
-                return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
-
-    def add(self, usd: float) -> None:
-        if usd > 0:
-            row = (date.today().isoformat(), usd, time.time())
-            self._run("INSERT INTO spend VALUES (?, ?, ?)", row)
-
-    def spent_today(self) -> float:
-        rows = self._run("SELECT SUM(usd) FROM spend WHERE day = ?", (date.today().isoformat(),))
-        return float(rows[0][0] or 0.0)  # type: ignore[arg-type]
+__all__ = ["Decision", "Ledger", "Match", "Policy", "Request", "Rule", "classify"]

@@ -17,7 +17,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 # Lowest first; a module may import its own layer and those below, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "trace", "messages", "options", "config"),
+    ("errors", "trace", "messages", "options", "config", "ledger"),
     ("models",),
     ("speculative",),
     ("tools",),

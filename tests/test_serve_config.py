@@ -3,10 +3,6 @@ endpoints from one file, run as a user would, with real models and a real second
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +13,7 @@ from typer.testing import CliRunner
 from collab.cli import app
 from collab.config import CONFIG_ENV
 from collab.models.local_server import LocalLLMServer, free_port
-from tests.servers import SMOL
+from tests.servers import SMOL, collab_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -75,27 +71,8 @@ def config(server: LocalLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 @pytest.fixture()
 def served(config: Path) -> Iterator[str]:
-    port = free_port()
-    collab = Path(sys.executable).parent / "collab"
-    env = {**os.environ, "COLLAB_N_THREADS": "1"}
-    server = subprocess.Popen(
-        [str(collab), "serve", "--port", str(port), "--config", str(config)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if server.poll() is not None:
-                pytest.fail(f"collab serve exited: {server.communicate()[0]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with collab_serve(config) as (base, _):
         yield base
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
 
 
 def ask(base: str, model: str, question: str) -> dict[str, object]:

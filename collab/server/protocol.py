@@ -115,7 +115,12 @@ class ChatRequest(BaseModel):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = Field(None, max_length=256)
-    metadata: dict[str, str] | None = Field(None, description="collab reads 'tags' (comma list)")
+    metadata: dict[str, str] | None = Field(
+        None,
+        description="collab reads 'tags' (comma list) for policy rules and, for an agent, "
+        "'thread_id' (continue that thread: send only the new messages) and 'approve' "
+        "('yes' or 'no': resume the thread's pending approval)",
+    )
 
     @field_validator("stop")
     @classmethod
@@ -141,13 +146,22 @@ class ChatRequest(BaseModel):
             params["tools"] = [t.model_dump(exclude_none=True) for t in self.tools]
             if self.tool_choice is not None:
                 params["tool_choice"] = self.tool_choice
-        tags = (self.metadata or {}).get("tags")
+        meta = self.metadata or {}
+        tags = meta.get("tags")
         if tags:
             params["request_tags"] = [t.strip() for t in tags.split(",") if t.strip()]
+        for key in ("thread_id", "approve"):
+            if meta.get(key):
+                params[key] = meta[key]
         return params
 
     def refusal(self, limits: Limits) -> str | None:
-        """Why this request exceeds ``limits``, or None."""
+        """Why this request exceeds ``limits`` or cannot be run, or None."""
+        meta = self.metadata or {}
+        if meta.get("approve") not in (None, "yes", "no"):
+            return "metadata.approve must be 'yes' or 'no'"
+        if meta.get("approve") and not meta.get("thread_id"):
+            return "metadata.approve resumes a thread: give its metadata.thread_id too"
         asked = self.max_completion_tokens or self.max_tokens
         if asked and asked > limits.max_tokens:
             return f"max_tokens is {asked}; this server allows at most {limits.max_tokens}"

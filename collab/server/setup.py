@@ -45,12 +45,16 @@ def default_workflows(
 
     settings = settings or load_settings()
     policy, tools = policy_of(settings), tools_of(settings)
+    database = settings.database_url.get_secret_value() if settings.database_url else None
+    if database and policy.ledger is None:  # one daily budget across the replicas
+        policy = policy.model_copy(update={"ledger": database})
+    threads = checkpointer_for(settings, database)
     llm = make_llm(settings)
     slm = make_slm(settings)
     slm.engine  # noqa: B018 (loaded now: a model file that cannot load stops the server at start)
     queue = slm_queue(slm, max_queue)
     return {
-        entry.name: _workflow(entry, slm, llm, policy, tools, queue)
+        entry.name: _workflow(entry, slm, llm, policy, tools, queue, threads)
         for entry in settings.workflows or DEFAULT_WORKFLOWS
     }
 
@@ -62,6 +66,7 @@ def _workflow(
     policy: Policy,
     tools: list[BaseTool],
     queue: ModelQueue | None,
+    threads: Any,
 ) -> Workflow:
     slm_name, llm_name = getattr(slm, "model", "slm"), getattr(llm, "model", "llm")
     price = getattr(llm, "price", None) or Price()
@@ -73,9 +78,44 @@ def _workflow(
         return Workflow(entry.name, entry.description or f"{slm_name} alone", slm, price, queue)
     if entry.kind == "llm":
         return Workflow(entry.name, entry.description or f"{llm_name} alone", llm, price, None)
-    graph = build_graph(slm, llm, tools=tools, policy=policy, tool_choice=entry.tool_choice)
+    graph = build_graph(
+        slm, llm, tools=tools, policy=policy, tool_choice=entry.tool_choice, checkpointer=threads
+    )
     about = entry.description or f"the agent graph with {', '.join(t.name for t in tools)}"
     return Workflow(entry.name, about, graph, price, queue, agent=True)
+
+
+def checkpointer_for(settings: Settings, database: str | None) -> Any:
+    """Where the agent's threads are kept: PostgreSQL when the config names a database
+    (every replica sees every thread), else a SQLite file in the cache folder."""
+    if database is None:
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        path = settings.cache_dir / "threads.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
+    try:
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool
+    except ImportError as exc:
+        raise config_error(
+            "database_url", "PostgreSQL needs langgraph-checkpoint-postgres and psycopg",
+            hint="pip install 'collab[postgres]'",
+        ) from exc  # fmt: skip
+    options = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    pool = ConnectionPool(database, kwargs=options, min_size=1, max_size=8, open=False)
+    try:
+        pool.open(wait=True, timeout=15)
+    except Exception as exc:  # psycopg_pool.PoolTimeout, psycopg.OperationalError
+        raise config_error(
+            "database_url", f"cannot connect ({exc})", hint="start PostgreSQL or fix the URL"
+        ) from exc
+    saver = PostgresSaver(pool)  # type: ignore[arg-type]
+    saver.setup()
+    return saver
 
 
 def policy_of(settings: Settings) -> Policy:

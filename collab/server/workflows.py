@@ -6,17 +6,21 @@ two models alone, ``collab-agent`` the agent graph with its own tools.
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langgraph.types import Command
 
 from collab.agents.graph import MODEL_OPTIONS
 from collab.messages import text_content
+from collab.models.base import iterate_in_thread
 from collab.models.queue import ModelQueue
-from collab.trace import Price
+from collab.trace import TRACE_KEY, Price, Trace
 
 
 @dataclass
@@ -34,8 +38,10 @@ class Workflow:
         self, messages: Sequence[BaseMessage], params: dict[str, Any]
     ) -> AsyncIterator[AIMessageChunk]:
         """The answer as LangChain chunks; the last carries the trace."""
+        params = dict(params)
+        thread = {k: params.pop(k) for k in ("thread_id", "approve") if k in params}
         if self.agent:
-            async for piece in self._agent_stream(messages, params):
+            async for piece in self._agent_stream(messages, params, **thread):
                 yield piece
             return
         model: BaseChatModel = self.runnable
@@ -43,39 +49,85 @@ class Workflow:
             yield piece
 
     async def _agent_stream(
-        self, messages: Sequence[BaseMessage], params: dict[str, Any]
+        self,
+        messages: Sequence[BaseMessage],
+        params: dict[str, Any],
+        thread_id: str | None = None,
+        approve: str | None = None,
     ) -> AsyncIterator[AIMessageChunk]:
         """The graph's answer: tokens as they come from a node whose answer is final
         (the reasoner's; the drafter's where nothing reviews its draft), then the rest.
 
         Other nodes' text may be replaced (a draft the cascade escalates, a tool call
-        the LLM redoes), so it comes whole with the last chunk.
+        the LLM redoes), so it comes whole with the last chunk. With a checkpointer the
+        run belongs to a thread (``thread_id``, a new one if none is given, returned in
+        the trace's ``extra``); ``approve`` resumes the thread's pending approval. A
+        run that stops for an approval says so in ``extra["interrupt"]``.
         """
         options = {k: params[k] for k in MODEL_OPTIONS if k in params}
-        config: Any = {"configurable": {"model_options": options}}
-        strategy, sent, final = "", "", None
-        async for mode, data in self.runnable.astream(
-            {"messages": list(messages)}, config, stream_mode=["messages", "custom", "values"]
-        ):
-            if mode == "custom" and data.get("event") == "route":
-                strategy = data.get("strategy", "")
-            elif mode == "values":
-                final = data
-            elif mode == "messages":
-                chunk, meta = data
-                node = meta.get("langgraph_node")
-                live = node == "reasoner" or (node == "drafter" and strategy not in REVIEWED)
-                text = chunk.content if isinstance(chunk.content, str) else ""
-                if live and text and isinstance(chunk, AIMessageChunk):
-                    sent += text
-                    yield AIMessageChunk(content=text)
-        answer: AIMessage = final["messages"][-1] if final else AIMessage(content="")
+        configurable: dict[str, Any] = {"model_options": options}
+        graph_input: Any = {"messages": list(messages)}
+        if getattr(self.runnable, "checkpointer", None) is not None:
+            configurable["thread_id"] = thread_id = thread_id or uuid.uuid4().hex
+            if approve is not None:
+                graph_input = Command(resume=approve == "yes")
+        run = _AgentRun()
+        source = self.runnable.stream(
+            graph_input, {"configurable": configurable},
+            stream_mode=["messages", "custom", "values", "updates"],
+        )  # fmt: skip
+        async for mode, data in iterate_in_thread(source, threading.Event()):
+            if (text := run.feed(mode, data)) is not None:
+                yield AIMessageChunk(content=text)
+        yield run.last_chunk(thread_id)
+
+
+class _AgentRun:
+    """What an agent run has streamed so far, and its answer or pending approval."""
+
+    def __init__(self) -> None:
+        self.strategy, self.sent = "", ""
+        self.final: dict[str, Any] | None = None
+        self.interrupt: Any = None
+
+    def feed(self, mode: str, data: Any) -> str | None:
+        """The text to stream now of one event of the graph's stream, if any."""
+        if mode == "custom" and data.get("event") == "route":
+            self.strategy = data.get("strategy", "")
+        elif mode == "values":
+            self.final = data
+        elif mode == "updates" and "__interrupt__" in data:
+            self.interrupt = [i.value for i in data["__interrupt__"]]
+        elif mode == "messages":
+            chunk, meta = data
+            node = meta.get("langgraph_node")
+            live = node == "reasoner" or (node == "drafter" and self.strategy not in REVIEWED)
+            text = chunk.content if isinstance(chunk.content, str) else ""
+            if live and text and isinstance(chunk, AIMessageChunk):
+                self.sent += text
+                return text
+        return None
+
+    def last_chunk(self, thread_id: str | None) -> AIMessageChunk:
+        if self.interrupt is not None:
+            trace = Trace(extra={"interrupt": self.interrupt, "thread_id": thread_id})
+            calls = [c["name"] for i in self.interrupt for c in i.get("calls", [])]
+            text = (
+                f"Waiting for approval of {', '.join(calls)}: send metadata.approve 'yes' or "
+                f"'no' with metadata.thread_id '{thread_id}'."
+            )
+            return AIMessageChunk(content=text, response_metadata={TRACE_KEY: trace.to_metadata()})
+        messages = (self.final or {}).get("messages") or [AIMessage(content="")]
+        answer: AIMessage = messages[-1]
         content = text_content(answer.content)
-        rest = content[len(sent) :] if content.startswith(sent) else content
-        yield AIMessageChunk(
-            content=rest,
-            response_metadata=answer.response_metadata,
-            usage_metadata=answer.usage_metadata,
+        rest = content[len(self.sent) :] if content.startswith(self.sent) else content
+        meta = dict(answer.response_metadata)
+        if thread_id is not None and TRACE_KEY in meta:
+            trace = Trace.from_metadata(meta)
+            trace.extra["thread_id"] = thread_id
+            meta[TRACE_KEY] = trace.to_metadata()
+        return AIMessageChunk(
+            content=rest, response_metadata=meta, usage_metadata=answer.usage_metadata
         )
 
 
