@@ -13,10 +13,10 @@ from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from rich.console import Console
 from rich.table import Table
 
+from collab.agents.configured import DEMO_POLICY
 from collab.chat_model import CollabChatModel
 from collab.config import Settings
 from collab.models.defaults import make_llm, make_slm
-from collab.policy import Match, Policy, Rule
 from collab.trace import Trace
 
 EASY = "What is the capital of France? Answer in one sentence."
@@ -26,15 +26,6 @@ PRIVATE = (
     "that her refund was sent."
 )
 SYSTEM = "You are a helpful assistant."
-
-DEMO_POLICY = Policy(
-    default="slm_only",
-    privacy="redact",
-    rules=[
-        Rule(name="hard tasks", when=Match(task=["code", "math"]), strategy="llm_only"),
-        Rule(name="customer replies", when=Match(sensitive=True), strategy="llm_only"),
-    ],
-)
 
 
 def ask(console: Console, chat: CollabChatModel, question: str) -> Trace:

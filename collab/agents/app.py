@@ -1,46 +1,22 @@
-"""The graph ``langgraph dev`` serves (see langgraph.json): the configured SLM and LLM.
+"""The graph ``langgraph dev`` serves (see langgraph.json), from the user's config file.
 
-The LLM is ``COLLAB_LLM_BASE_URL`` when set, else a local stand-in server. Tools
-are for the demo: swap in your own by calling ``build_graph`` yourself.
+The SLM, the LLM endpoints, the policy and the tools come from ``collab.config``
+(``$COLLAB_CONFIG``, ``./collab.toml``) as for ``collab serve``; without a config,
+the demo's. LangGraph's server keeps the threads, so the graph has no checkpointer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from collab.agents.configured import policy_of, tools_of
 from collab.agents.graph import build_graph
+from collab.config import load_settings
 from collab.models.defaults import make_llm, make_slm
-
-
-def get_time(timezone: str) -> str:
-    """The current date and time in an IANA timezone, such as Europe/Paris."""
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    return datetime.now(ZoneInfo(timezone)).isoformat(timespec="minutes")
-
-
-def calculate(expression: str) -> str:
-    """Evaluate an arithmetic expression with + - * / ( ) and numbers."""
-    import ast
-    import operator
-
-    ops: dict[type, Any] = {ast.Add: operator.add, ast.Sub: operator.sub,
-                            ast.Mult: operator.mul, ast.Div: operator.truediv,
-                            ast.USub: operator.neg}  # fmt: skip
-
-    def ev(node: ast.AST) -> float:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in ops:
-            return float(ops[type(node.op)](ev(node.left), ev(node.right)))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in ops:
-            return float(ops[type(node.op)](ev(node.operand)))
-        raise ValueError(f"not arithmetic: {ast.dump(node)[:60]}")
-
-    return str(ev(ast.parse(expression, mode="eval").body))
 
 
 def make_graph() -> Any:
     """A fresh graph over the configured models (LangGraph calls this once per server)."""
-    return build_graph(make_slm(), make_llm(), tools=[get_time, calculate])
+    settings = load_settings()
+    policy, tools = policy_of(settings), tools_of(settings)
+    return build_graph(make_slm(settings), make_llm(settings), tools=tools, policy=policy)
