@@ -69,12 +69,10 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
         None, ge=1, description="async requests in flight here at once; the rest wait in order"
     )
     tool_call_threshold: float = Field(
-        0.002,
-        ge=0.0,
-        le=1.0,
+        0.002, ge=0.0, le=1.0,
         description="servers that parse no tool calls: with tool_choice='auto', call a tool "
         "when the model gives at least this probability to opening a call",
-    )
+    )  # fmt: skip
     capabilities: ServerCapabilities | None = Field(None, description="None: probe on first use")
     location: Location | None = Field(
         None,
@@ -85,7 +83,7 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
     model_config = ConfigDict(populate_by_name=True)
 
     _client: openai.OpenAI | None = PrivateAttr(None)
-    _aclient: openai.AsyncOpenAI | None = PrivateAttr(None)
+    _aclient: tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI] | None = PrivateAttr(None)
     _reader: PromptLogprobReader | None = PrivateAttr(None)
 
     @property
@@ -114,11 +112,9 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
     def _client_kwargs(self) -> dict[str, Any]:
         key = self.api_key.get_secret_value() if self.api_key else "not-needed"
         return {
-            "base_url": self.base_url,
-            "api_key": key,
-            "timeout": self.timeout,
+            "base_url": self.base_url, "api_key": key, "timeout": self.timeout,
             "max_retries": self.max_retries,
-        }
+        }  # fmt: skip
 
     @property
     def client(self) -> openai.OpenAI:
@@ -128,11 +124,14 @@ class OpenAICompatibleChatModel(StreamFirstChatModel):
 
     @property
     def aclient(self) -> openai.AsyncOpenAI:
-        if self._aclient is None:
-            self._aclient = openai.AsyncOpenAI(
+        """The async client of the running event loop (its connections belong to that loop)."""
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient[0] is not loop:
+            client = openai.AsyncOpenAI(
                 **self._client_kwargs(), http_client=wire.async_http_client()
             )
-        return self._aclient
+            self._aclient = (loop, client)
+        return self._aclient[1]
 
     def _error(self, exc: Exception) -> CollabError:
         """The SDK's error as collab's: whose fault it is, and what to do."""
