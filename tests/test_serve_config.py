@@ -105,6 +105,25 @@ def test_chat_runs_the_configs_policy_tools_and_second_endpoint(config: Path) ->
     assert (config.parent / "tools.log").read_text().startswith(("multiply", "word_count"))
 
 
+def test_the_langgraph_dev_graph_is_built_from_the_config(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collab.agents.app import make_graph
+    from collab.trace import TRACE_KEY
+
+    everything_to_the_llm = config.read_text().replace(
+        'default = "slm_only"', 'default = "llm_only"'
+    )
+    config.write_text(everything_to_the_llm)
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    monkeypatch.setenv("COLLAB_N_THREADS", "1")
+    graph = make_graph()  # what langgraph.json points langgraph dev at
+    out = graph.invoke({"messages": [("user", "Hello there.")]}, {"recursion_limit": 12})
+    trace = out["messages"][-1].response_metadata[TRACE_KEY]
+    assert trace["strategy"] == "llm_only"  # the config's policy (the demo's would say slm_only)
+    assert [c["model"] for c in trace["calls"]] == [SMOL]  # its second endpoint answered
+
+
 @pytest.mark.parametrize(
     ("extra", "field", "problem"),
     [
