@@ -117,4 +117,8 @@ def test_a_thread_interrupted_on_one_replica_resumes_on_the_other(config: Path) 
                 break
             done = post(second, "my-agent", "no", thread_id="order-1", approve="no")
         assert "interrupt" not in done["collab"]["extra"]
+        body = {"model": "my-agent", "messages": [{"role": "user", "content": "yes"}],
+                "metadata": {"thread_id": "order-1", "approve": "yes"}}  # fmt: skip
+        again = httpx.post(f"{second}/v1/chat/completions", json=body, timeout=60)
+        assert again.status_code == 400 and "no call waiting" in again.text  # nothing reruns
     assert log.read_text().splitlines() == ran  # the approved call ran exactly once, no other

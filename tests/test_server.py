@@ -191,6 +191,14 @@ def test_the_agent_workflow_answers_and_refuses_client_tools(
         )
 
 
+def test_an_approval_with_nothing_to_approve_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="no approval to resume"):
+        client.chat.completions.create(
+            model="collab-agent", messages=[{"role": "user", "content": "yes"}],
+            metadata={"thread_id": "t-1", "approve": "yes"},
+        )  # fmt: skip
+
+
 def test_the_agent_workflow_passes_the_requests_parameters_to_its_models(
     client: openai.OpenAI,
 ) -> None:

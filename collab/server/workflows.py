@@ -6,6 +6,7 @@ two models alone, ``collab-agent`` the agent graph with its own tools.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +18,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langgraph.types import Command
 
 from collab.agents.graph import MODEL_OPTIONS
+from collab.errors import CollabError
 from collab.messages import text_content
 from collab.models.base import iterate_in_thread
 from collab.models.queue import ModelQueue
@@ -69,8 +71,9 @@ class Workflow:
         graph_input: Any = {"messages": list(messages)}
         if getattr(self.runnable, "checkpointer", None) is not None:
             configurable["thread_id"] = thread_id = thread_id or uuid.uuid4().hex
-            if approve is not None:
-                graph_input = Command(resume=approve == "yes")
+        if approve is not None:
+            await self._check_pending(configurable, thread_id)
+            graph_input = Command(resume=approve == "yes")
         run = _AgentRun()
         source = self.runnable.stream(
             graph_input, {"configurable": configurable},
@@ -80,6 +83,26 @@ class Workflow:
             if (text := run.feed(mode, data)) is not None:
                 yield AIMessageChunk(content=text)
         yield run.last_chunk(thread_id)
+
+    async def _check_pending(self, configurable: dict[str, Any], thread_id: str | None) -> None:
+        """Refuse an approval with nothing to approve: resuming would answer an empty thread."""
+        if "thread_id" not in configurable:
+            raise NothingToApproveError(
+                f"{self.name} keeps no threads, so it has no approval to resume",
+                hint="serve the agent with a checkpointer (collab serve does)",
+            )
+        state = await asyncio.to_thread(self.runnable.get_state, {"configurable": configurable})
+        if not state.interrupts:
+            raise NothingToApproveError(
+                f"thread {thread_id!r} has no call waiting for approval",
+                hint="send metadata.approve only after a reply with collab.extra.interrupt",
+            )
+
+
+class NothingToApproveError(CollabError):
+    """An approval for a thread that waits for none."""
+
+    status, kind, code = 400, "invalid_request_error", "nothing_to_approve"
 
 
 class _AgentRun:
