@@ -238,13 +238,13 @@ class CollabChatModel(StreamFirstChatModel):
                 chunks = _replayed([c async for c in chunks])
             async for chunk in chunks:
                 emitted = emitted or bool(chunk.content or chunk.tool_call_chunks)
-                yield self._closed(chunk, decision)
+                yield await self._aclosed(chunk, decision)
         except ModelUnavailableError as exc:
             if (emitted and not whole) or not uses_llm(decision.strategy):
                 raise
             fallback, down = self._without_llm(decision, exc)
             async for chunk in self.strategy("slm_only").astream(messages, **kwargs):
-                yield self._closed(chunk, fallback, down)
+                yield await self._aclosed(chunk, fallback, down)
 
     def _answer(
         self, messages: list[BaseMessage], stop: Stop, options: Options, *, whole: bool
@@ -312,7 +312,7 @@ class CollabChatModel(StreamFirstChatModel):
         strategy = self.strategy(decision.strategy, self.remote_for(decision))
         emitted = False
         try:
-            chunks = self._decorated(strategy.stream(messages, **kwargs), decision)
+            chunks = (self._closed(c, decision) for c in strategy.stream(messages, **kwargs))
             for chunk in list(chunks) if whole else chunks:
                 emitted = emitted or bool(chunk.content or chunk.tool_call_chunks)
                 yield chunk
@@ -336,12 +336,6 @@ class CollabChatModel(StreamFirstChatModel):
         })  # fmt: skip
         return fallback, down
 
-    def _decorated(
-        self, chunks: Iterator[AIMessageChunk], decision: Decision, down: Trace | None = None
-    ) -> Iterator[AIMessageChunk]:
-        for chunk in chunks:
-            yield self._closed(chunk, decision, down)
-
     def _closed(
         self, chunk: AIMessageChunk, decision: Decision, down: Trace | None = None
     ) -> AIMessageChunk:
@@ -359,6 +353,15 @@ class CollabChatModel(StreamFirstChatModel):
         return chunk.model_copy(
             update={"response_metadata": {**meta, TRACE_KEY: trace.to_metadata()}}
         )
+
+    async def _aclosed(
+        self, chunk: AIMessageChunk, decision: Decision, down: Trace | None = None
+    ) -> AIMessageChunk:
+        """``_closed`` off the event loop for the final chunk, which writes the spend ledger
+        (a file or a database)."""
+        if TRACE_KEY not in (chunk.response_metadata or {}):
+            return chunk
+        return await asyncio.to_thread(self._closed, chunk, decision, down)
 
     def _account(self, trace: Trace) -> None:
         remote = [c for c in trace.calls if c.location == "remote"]

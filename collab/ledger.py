@@ -26,6 +26,7 @@ class Ledger:
     def __init__(self, where: str | Path) -> None:
         self.where = where
         self.postgres = is_database_url(where)
+        self._connections: Any = None
         if not self.postgres:
             Path(where).parent.mkdir(parents=True, exist_ok=True)
         # in a database of its own, a file keeps the name it always had
@@ -46,19 +47,31 @@ class Ledger:
     def _run_postgres(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
         try:
             import psycopg
+            from psycopg_pool import PoolTimeout
         except ImportError as exc:
             raise ConfigurationError(
                 "a postgresql:// ledger needs psycopg", hint="pip install 'collab[postgres]'"
             ) from exc
         try:
-            with psycopg.connect(str(self.where), autocommit=True, connect_timeout=10) as db:
+            with self._pool().connection(timeout=10) as db:
                 cursor = db.execute(sql, args)
                 return cursor.fetchall() if cursor.description else []
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, PoolTimeout) as exc:
             raise ModelUnavailableError(
                 f"the spend ledger's database is unreachable: {exc}",
                 hint="start PostgreSQL, or fix database_url",
             ) from exc
+
+    def _pool(self) -> Any:
+        """Connections kept open: a request reads and writes the ledger once each."""
+        if self._connections is None:
+            from psycopg_pool import ConnectionPool
+
+            options = {"autocommit": True, "connect_timeout": 10}
+            self._connections = ConnectionPool(
+                str(self.where), kwargs=options, min_size=1, max_size=4, open=True
+            )
+        return self._connections
 
     def add(self, usd: float) -> None:
         if usd > 0:
