@@ -191,12 +191,13 @@ def test_the_agent_workflow_answers_and_refuses_client_tools(
         )
 
 
-def test_an_approval_with_nothing_to_approve_is_a_400(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="no approval to resume"):
-        client.chat.completions.create(
-            model="collab-agent", messages=[{"role": "user", "content": "yes"}],
-            metadata={"thread_id": "t-1", "approve": "yes"},
-        )  # fmt: skip
+def test_a_thread_or_approval_the_agent_does_not_keep_is_a_400(client: openai.OpenAI) -> None:
+    for metadata in ({"thread_id": "t-1", "approve": "yes"}, {"thread_id": "t-1"}):
+        with pytest.raises(openai.BadRequestError, match="keeps no threads"):
+            client.chat.completions.create(
+                model="collab-agent", messages=[{"role": "user", "content": "yes"}],
+                metadata=metadata,
+            )  # fmt: skip
 
 
 def test_the_agent_workflow_passes_the_requests_parameters_to_its_models(

@@ -71,6 +71,11 @@ class Workflow:
         graph_input: Any = {"messages": list(messages)}
         if getattr(self.runnable, "checkpointer", None) is not None:
             configurable["thread_id"] = thread_id = thread_id or uuid.uuid4().hex
+        elif thread_id is not None:  # the client would think it continued a thread
+            raise ThreadError(
+                f"{self.name} keeps no threads: send the whole conversation without thread_id",
+                hint="serve the agent with a checkpointer (collab serve does)",
+            )
         if approve is not None:
             await self._check_pending(configurable, thread_id)
             graph_input = Command(resume=approve == "yes")
@@ -86,23 +91,18 @@ class Workflow:
 
     async def _check_pending(self, configurable: dict[str, Any], thread_id: str | None) -> None:
         """Refuse an approval with nothing to approve: resuming would answer an empty thread."""
-        if "thread_id" not in configurable:
-            raise NothingToApproveError(
-                f"{self.name} keeps no threads, so it has no approval to resume",
-                hint="serve the agent with a checkpointer (collab serve does)",
-            )
         state = await asyncio.to_thread(self.runnable.get_state, {"configurable": configurable})
         if not state.interrupts:
-            raise NothingToApproveError(
+            raise ThreadError(
                 f"thread {thread_id!r} has no call waiting for approval",
                 hint="send metadata.approve only after a reply with collab.extra.interrupt",
             )
 
 
-class NothingToApproveError(CollabError):
-    """An approval for a thread that waits for none."""
+class ThreadError(CollabError):
+    """A thread the agent does not keep, or an approval for a thread that waits for none."""
 
-    status, kind, code = 400, "invalid_request_error", "nothing_to_approve"
+    status, kind, code = 400, "invalid_request_error", "thread"
 
 
 class _AgentRun:
