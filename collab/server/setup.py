@@ -20,15 +20,8 @@ from collab.chat_model import CollabChatModel
 from collab.config import Settings, WorkflowEntry
 from collab.models.queue import ModelQueue
 from collab.policy import Policy
-from collab.server.workflows import Workflow, slm_queue
+from collab.server.workflows import DEFAULT_WORKFLOWS, Workflow, slm_queue, workflow
 from collab.trace import Price
-
-DEFAULT_WORKFLOWS = [
-    WorkflowEntry(name="collab-auto", kind="pair"),
-    WorkflowEntry(name="collab-slm", kind="slm"),
-    WorkflowEntry(name="collab-llm", kind="llm"),
-    WorkflowEntry(name="collab-agent", kind="agent"),
-]
 
 
 def default_workflows(
@@ -60,18 +53,13 @@ def _workflow(
     queue: ModelQueue | None,
     threads: Any,
 ) -> Workflow:
-    slm_name, llm_name = getattr(slm, "model", "slm"), getattr(llm, "model", "llm")
-    price = getattr(llm, "price", None) or Price()
+    runnable: Any = {"slm": slm, "llm": llm}.get(entry.kind)
     if entry.kind == "pair":
-        pair = CollabChatModel(slm=slm, llm=llm, policy=policy)
-        about = entry.description or f"{slm_name} and {llm_name}, split by policy"
-        return Workflow(entry.name, about, pair, price, queue)
-    if entry.kind == "slm":
-        return Workflow(entry.name, entry.description or f"{slm_name} alone", slm, price, queue)
-    if entry.kind == "llm":
-        return Workflow(entry.name, entry.description or f"{llm_name} alone", llm, price, None)
-    graph = build_graph(
-        slm, llm, tools=tools, policy=policy, tool_choice=entry.tool_choice, checkpointer=threads
-    )
-    about = entry.description or f"the agent graph with {', '.join(t.name for t in tools)}"
-    return Workflow(entry.name, about, graph, price, queue, agent=True)
+        runnable = CollabChatModel(slm=slm, llm=llm, policy=policy)
+    elif entry.kind == "agent":
+        runnable = build_graph(
+            slm, llm, tools=tools, policy=policy, tool_choice=entry.tool_choice,
+            checkpointer=threads,
+        )  # fmt: skip
+    price = getattr(llm, "price", None) or Price()
+    return workflow(entry, runnable, slm, llm, price, queue)

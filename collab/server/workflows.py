@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langgraph.types import Command
 
 from collab.agents.graph import MODEL_OPTIONS
+from collab.config import WorkflowEntry
 from collab.errors import CollabError
 from collab.messages import text_content
 from collab.models.base import iterate_in_thread
@@ -158,6 +159,14 @@ class _AgentRun:
 REVIEWED = ("cascade", "draft_verify")
 
 
+DEFAULT_WORKFLOWS = [
+    WorkflowEntry(name="collab-auto", kind="pair"),
+    WorkflowEntry(name="collab-slm", kind="slm"),
+    WorkflowEntry(name="collab-llm", kind="llm"),
+    WorkflowEntry(name="collab-agent", kind="agent"),
+]
+
+
 def workflows_for(
     slm: BaseChatModel,
     llm: BaseChatModel,
@@ -170,16 +179,35 @@ def workflows_for(
     """Workflows over given models: the pair (``collab-auto``), each alone, and the agent."""
     price = llm_price or getattr(llm, "price", None) or Price()
     queue = slm_queue(slm, max_queue)
+    runnables = {"pair": pair, "slm": slm, "llm": llm, "agent": agent}
+    return {
+        entry.name: workflow(entry, runnables[entry.kind], slm, llm, price, queue)
+        for entry in DEFAULT_WORKFLOWS
+        if runnables[entry.kind] is not None
+    }
+
+
+def workflow(
+    entry: WorkflowEntry,
+    runnable: Any,
+    slm: BaseChatModel,
+    llm: BaseChatModel,
+    price: Price,
+    queue: ModelQueue | None,
+) -> Workflow:
+    """The workflow ``entry`` names, answered by ``runnable`` (the LLM alone uses no queue)."""
     slm_name, llm_name = getattr(slm, "model", "slm"), getattr(llm, "model", "llm")
-    found = [
-        Workflow("collab-auto", f"{slm_name} and {llm_name}, split by policy", pair, price, queue),
-        Workflow("collab-slm", f"{slm_name} alone, on this machine", slm, price, queue),
-        Workflow("collab-llm", f"{llm_name} alone", llm, price, None),
-    ]
-    if agent is not None:
-        about = "the agent graph with its own tools"
-        found.append(Workflow("collab-agent", about, agent, price, queue, agent=True))
-    return {w.name: w for w in found}
+    about = (
+        entry.description
+        or {
+            "pair": f"{slm_name} and {llm_name}, split by policy",
+            "slm": f"{slm_name} alone, on this machine",
+            "llm": f"{llm_name} alone",
+            "agent": "the agent graph with its tools",
+        }[entry.kind]
+    )
+    own_queue = None if entry.kind == "llm" else queue
+    return Workflow(entry.name, about, runnable, price, own_queue, agent=entry.kind == "agent")
 
 
 def slm_queue(slm: BaseChatModel, max_queue: int) -> ModelQueue | None:
