@@ -283,7 +283,21 @@ def measure(
         row[key] = RUNS[run](models(name), item, parallel).__dict__
         row[f"{key}/seconds"] = round(time.perf_counter() - start, 2)
         row[f"{key}/source"] = SOURCE  # so that a resumed run with --again does not redo it
+    for name in SLMS:
+        if f"{name}/prompt/seconds" not in row:
+            row[f"{name}/prompt/seconds"] = prompt_seconds(models(name), item)
     return row
+
+
+def prompt_seconds(model: LlamaCppChatModel, item: dict[str, Any]) -> float:
+    """Seconds the model takes to read the tool-call prompt of ``item`` (question and tool
+    list) from an empty KV cache: the part of an item no decoding speed-up can remove."""
+    tokens = model.engine.encode_prompt(model.render(question_of(item), tools_of(item)))
+    model.logits([], 0)
+    start = time.perf_counter()
+    with model.engine.lock:
+        model.engine.logits(tokens, len(tokens) - 1)
+    return round(time.perf_counter() - start, 2)
 
 
 SIGNALS = ("mean", "min", "name", "mean+name")  # collab's confidence scores, alone or summed
@@ -325,18 +339,24 @@ def ceiling(slm: str, ok: dict[str, list[bool]]) -> tuple[float, float]:
 def seconds_table(rows: list[dict[str, Any]]) -> Table:
     """Median seconds per item of each configuration; collab against the masked grammar."""
     table = Table(title="seconds per item (median over the items above)")
-    for column in ("model", "collab", "masked grammar (before)", "speed-up", *RUNS_OTHER):
+    columns = ("model", "collab", "masked grammar (before)", "speed-up", *RUNS_OTHER,
+               "reading the prompt", "speed-up if decoding were free")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
     for name in (*SLMS, LLM):
         median = {
             run: float(np.median(times)) if (times := [r[f"{name}/{run}/seconds"] for r in rows
                                                        if f"{name}/{run}/seconds" in r]) else None
-            for run in RUNS
+            for run in (*RUNS, "prompt")
         }  # fmt: skip
-        cells = [f"{median[run]:.1f}" if median[run] is not None else "-" for run in RUNS]
-        fast, slow = median["collab"], median["masked"]
-        ratio = f"{slow / fast:.1f}x" if fast and slow else "-"
-        table.add_row(name, cells[0], cells[1], ratio, *cells[2:])
+        cells = {run: f"{v:.1f}" if v is not None else "-" for run, v in median.items()}
+        slow = median["masked"]
+        ratio = {
+            run: f"{slow / fast:.1f}x" if (fast := median[run]) and slow else "-"
+            for run in ("collab", "prompt")
+        }
+        table.add_row(name, cells["collab"], cells["masked"], ratio["collab"], cells["plain"],
+                      cells["bfcl"], cells["prompt"], ratio["prompt"])  # fmt: skip
     return table
 
 
@@ -433,6 +453,7 @@ def main() -> None:
         for c in categories
         for i in load(c, args.limit)
         if missing(done.get((c, i["id"]), {}), again)
+        or any(f"{n}/prompt/seconds" not in done.get((c, i["id"]), {}) for n in SLMS)
     ]
     if todo and not args.report:
 
