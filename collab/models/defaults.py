@@ -38,12 +38,13 @@ def make_llm(
     settings: Settings | None = None,
     *,
     announce: Announce | None = None,
-    logits_all: bool = False,
+    reads: bool = False,
     **overrides: object,
 ) -> BaseChatModel:
     """The remote LLM: the endpoints of ``llms`` in order (one falls back to the next),
     else the server at ``llm_base_url``, else a local stand-in server (started on first
-    use)."""
+    use; with ``reads``, one that also returns prompt log-probabilities, which
+    verify-by-reading needs)."""
     settings = settings or load_settings()
     common: dict[str, object] = {
         "timeout": settings.llm_timeout_s,
@@ -63,7 +64,7 @@ def make_llm(
                 **common,
             }
         )
-    server = local_server(settings, logits_all=logits_all)
+    server = local_server(settings, reads=reads)
     if announce:
         announce(
             f"No remote LLM configured (COLLAB_LLM_BASE_URL): serving {settings.llm} on "
@@ -74,16 +75,16 @@ def make_llm(
     )
 
 
-def local_server(settings: Settings, *, logits_all: bool = False) -> LocalLLMServer:
+def local_server(settings: Settings, *, reads: bool = False) -> LocalLLMServer:
     """The one stand-in server for ``settings.llm`` in this process."""
-    key = (settings.llm, settings.n_ctx, logits_all)
+    key = (settings.llm, settings.n_ctx, reads)
     if key not in _SERVERS:
         _SERVERS[key] = LocalLLMServer(
             catalog.resolve(settings.llm),
             alias=settings.llm,
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads,
-            logits_all=logits_all,
+            reads=reads,
         )
     return _SERVERS[key]
 

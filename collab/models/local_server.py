@@ -57,6 +57,7 @@ class LocalLLMServer:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         logits_all: bool = False,
+        reads: bool = False,
         port: int | None = None,
         startup_timeout_s: float = 180.0,
         extra_args: list[str] | None = None,
@@ -65,7 +66,8 @@ class LocalLLMServer:
         self.alias = alias
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, min(8, os.cpu_count() or 1))
-        self.logits_all = logits_all
+        # reads: prompt log-probabilities at speed (collab.models.reading_server)
+        self.logits_all, self.reads = logits_all or reads, reads
         self.port = port
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = extra_args or []
@@ -99,7 +101,8 @@ class LocalLLMServer:
                 prefix="collab-llm-server-", suffix=".log"
             )
             cmd = [
-                sys.executable, "-m", "llama_cpp.server",
+                sys.executable, "-m",
+                "collab.models.reading_server" if self.reads else "llama_cpp.server",
                 "--model", str(self.model_path),
                 "--model_alias", self.alias,
                 "--host", "127.0.0.1",

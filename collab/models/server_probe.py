@@ -9,7 +9,9 @@ import openai
 from pydantic import BaseModel, Field
 
 PromptLogprobStyle = Literal["echo", "echo-shifted", "vllm"]
-ServerKind = Literal["openai", "vllm", "llama-cpp-python", "llama.cpp", "ollama", "unknown"]
+ServerKind = Literal[
+    "openai", "vllm", "llama-cpp-python", "collab", "llama.cpp", "ollama", "unknown"
+]
 
 
 class ServerCapabilities(BaseModel):
@@ -42,6 +44,8 @@ def _kind_from_models(owned_by: str, base_url: str) -> ServerKind:
         return "llama-cpp-python"
     if owned_by == "vllm":
         return "vllm"
+    if owned_by == "collab":  # collab.models.reading_server
+        return "collab"
     if owned_by == "llamacpp":
         return "llama.cpp"
     if owned_by in {"library", "ollama"}:
@@ -66,6 +70,12 @@ def capabilities_for(kind: ServerKind) -> ServerCapabilities:
             tokenize_path="/extras/tokenize",
             # its defaults: repeat_penalty 1.1, min_p 0.05, top_k 40
             neutral_sampling={"repeat_penalty": 1.0, "min_p": 0.0, "top_k": 0},
+        )
+    if kind == "collab":
+        # llama-cpp-python's server that reads prompts at speed: vLLM's prompt_logprobs
+        # over token ids (collab.models.reading_server)
+        return capabilities_for("llama-cpp-python").model_copy(
+            update={"kind": kind, "prompt_logprobs": "vllm", "token_prompts": True}
         )
     if kind == "vllm":
         return ServerCapabilities(kind=kind, prompt_logprobs="vllm", tokenize_path="/tokenize")
