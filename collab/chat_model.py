@@ -119,12 +119,17 @@ class CollabChatModel(StreamFirstChatModel):
             llm_cost_usd=self._llm_cost(request),
             llm_latency_s=self._llm_latency_s,
         )
-        remote_tokens = self.speculative is not None and location_of(self.speculative) == "remote"
-        if decision.privacy == "redact" and decision.strategy == "speculative" and remote_tokens:
+        # Token-level strategies hand the text to a remote reader as it is.
+        reads_remotely = {
+            "speculative": self.speculative is not None
+            and location_of(self.speculative) == "remote",
+            "verify_draft": location_of(self.llm) == "remote",
+        }
+        if decision.privacy == "redact" and reads_remotely.get(decision.strategy, False):
             return decision.model_copy(update={
                 "strategy": "llm_only",
-                "reason": f"{decision.reason}; speculative decoding would send the text to its "
-                "remote verifier unredacted: the LLM answers through the privacy gate",
+                "reason": f"{decision.reason}; {decision.strategy} would send the text to its "
+                "remote reader unredacted: the LLM answers through the privacy gate",
             })  # fmt: skip
         return decision
 

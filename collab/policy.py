@@ -96,9 +96,10 @@ class RouteSettings(BaseModel):
 class CascadeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    signal: Literal["logprob_mean", "logprob_min", "self_verification", "code_examples"] = (
-        "logprob_mean"
-    )
+    signal: Literal[
+        "logprob_mean", "logprob_min", "self_verification", "code_examples",
+        "llm_logprob_mean", "llm_logprob_min",
+    ] = Field("logprob_mean", description="llm_*: the LLM reads the SLM's answer")  # fmt: skip
     threshold: float = Field(0.5, ge=0, le=1, description="confidence below which to escalate")
 
 

@@ -3,7 +3,7 @@
 from collab.speculative.decoder import CostModel, SpecStats, SpeculativeDecoder
 from collab.speculative.drafters import CombinedDrafter, Draft, Drafter, ModelDrafter, NgramDrafter
 from collab.speculative.engine import SpeculativeChatModel, SpeculativeEngine
-from collab.speculative.verifiers import LocalVerifier, RemoteVerifier, Verifier
+from collab.speculative.verifiers import LocalVerifier, RemoteVerifier, Tolerance, Verifier
 
 __all__ = [
     "CombinedDrafter",
@@ -18,5 +18,6 @@ __all__ = [
     "SpeculativeChatModel",
     "SpeculativeDecoder",
     "SpeculativeEngine",
+    "Tolerance",
     "Verifier",
 ]

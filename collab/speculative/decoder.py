@@ -122,6 +122,8 @@ class SpecStats:
     proposed: int = 0
     accepted: int = 0
     produced: int = 0
+    written: int = 0  # tokens produced that the verifier chose, not the drafter
+    read: int = 0  # tokens the verifier was given to read, summed over its passes
     plain_steps: int = 0
     seconds: float = 0.0
     gammas: list[int] = field(default_factory=list)
@@ -143,6 +145,8 @@ class SpecStats:
             "accepted": self.accepted,
             "rounds": self.rounds,
             "plain_steps": self.plain_steps,
+            "read": self.read,
+            "written": self.written,
             "mean_gamma": round(float(np.mean(self.gammas)), 2) if self.gammas else 0.0,
             "predicted_speedup": ratio(self.expected_tokens, self.expected_s),
             "measured_speedup": ratio(self.produced, self.seconds),
@@ -198,10 +202,10 @@ class SpeculativeDecoder:
         self.costs.draft_step_s = model.step_seconds(tokens[-1])
 
     def _choose(self, since_explore: int, behind: int) -> int:
-        if not self.costs.calibrated:
-            return 0  # one plain step first: the unit every prediction is measured in
         if self.fixed_gamma is not None:
             return self.fixed_gamma
+        if not self.costs.calibrated:
+            return 0  # one plain step first: the unit every prediction is measured in
         costs = self.costs
         gamma, predicted = costs.best()
         longest = max(costs.verify_s) - 1
@@ -238,11 +242,12 @@ class SpeculativeDecoder:
                     gamma = max(0, min(gamma, n_ctx - len(tokens) - 1))
                 draft = self.drafter.propose(tokens, gamma, sampling) if gamma else None
                 proposed = draft.tokens if draft else []
-                if proposed:  # what the cost model expects of this round, before it is seen
+                if proposed and self.costs.calibrated:  # its prediction, before the round
                     self.stats.expected_tokens += self.costs.expected_tokens(len(proposed))
                     self.stats.expected_s += self.costs.round_cost(len(proposed))
                 t1 = time.perf_counter()
                 checked = [*tokens, *proposed]
+                self.stats.read += len(checked)
                 if sampling.temperature <= 0:
                     best = self.verifier.argmax(checked, len(tokens) - 1)
                     t2 = time.perf_counter()
@@ -259,8 +264,9 @@ class SpeculativeDecoder:
                 drafted_at = len(tokens) if proposed else drafted_at
                 longest = len(proposed) >= max(self.costs.verify_s) - 1
                 since_explore = 0 if longest else since_explore + 1
-                for token in [*proposed[:kept], nxt]:
+                for i, token in enumerate([*proposed[:kept], nxt]):
                     self.stats.produced += 1
+                    self.stats.written += i == kept
                     tokens.append(token)
                     yield token
         finally:

@@ -23,7 +23,7 @@ from collab.models.local import LocalChatModel
 from collab.models.profile import location_of
 from collab.speculative.decoder import SpeculativeDecoder, draft_model
 from collab.speculative.drafters import CombinedDrafter, Drafter, ModelDrafter, NgramDrafter
-from collab.speculative.verifiers import PromptScorer, RemoteVerifier, Verifier
+from collab.speculative.verifiers import PromptScorer, RemoteVerifier, Tolerance, Verifier
 from collab.trace import Location
 
 
@@ -125,17 +125,19 @@ class SpeculativeChatModel(LocalChatModel):
         server: PromptScorer,
         *,
         ngram: bool = False,
+        tolerance: Tolerance | None = None,
         **kwargs: Any,
     ) -> SpeculativeChatModel:
         """``draft`` (in-process) drafts for the model behind ``server``, which verifies.
 
         The draft renders and tokenizes, so it must share the server model's
         tokenizer (checked). Greedy only: the server reports top-N log-probs.
+        ``tolerance`` keeps some drafted tokens the server would not have picked.
         """
         drafter: Drafter = ModelDrafter(draft)
         if ngram:
             drafter = CombinedDrafter(NgramDrafter(), ModelDrafter(draft))
-        verifier = RemoteVerifier(server, twin=draft.engine)
+        verifier = RemoteVerifier(server, twin=draft.engine, tolerance=tolerance or Tolerance())
         return cls(target=draft, drafter=drafter, verifier=verifier, **kwargs)
 
     @property

@@ -75,6 +75,40 @@ class LocalVerifier:
         return processed_probs(logits, sampling.temperature, sampling.top_k, sampling.top_p)
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """When a drafted token the target would not have picked is kept anyway (lossy).
+
+    A drafted token stands when the target ranks it within its ``top_k``, or
+    when its log-probability is within ``margin`` of the target's best (the
+    deferral rules of speculative cascades). The default keeps only the
+    target's own greedy choice: lossless.
+    """
+
+    top_k: int = 1
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.margin < 0:
+            raise ConfigurationError(
+                f"tolerance top_k={self.top_k}, margin={self.margin}",
+                hint="top_k is at least 1 and margin at least 0 (1 and 0: lossless)",
+            )
+
+    @property
+    def lossless(self) -> bool:
+        return self.top_k == 1 and self.margin == 0
+
+    def keeps(self, row: dict[int, float], drafted: int) -> bool:
+        """Whether ``drafted`` stands, judged by ``row`` (log-probabilities by token)."""
+        if self.lossless or drafted not in row:
+            return False
+        mine = row[drafted]
+        best = max(row.values())
+        higher = sum(1 for t, v in row.items() if v > mine and t != UNNAMED)
+        return higher < self.top_k or best - mine <= self.margin
+
+
 @dataclass
 class RemoteVerifier:
     """A server hosting the target, judging drafts from the prompt log-probabilities it returns.
@@ -91,6 +125,7 @@ class RemoteVerifier:
 
     model: PromptScorer
     twin: Engine | None = None
+    tolerance: Tolerance = Tolerance()
     name: str = "remote"
 
     def __post_init__(self) -> None:
@@ -137,8 +172,14 @@ class RemoteVerifier:
                 if asked is None:  # the server ends its text here
                     return [*best, self._end_of_text()]
                 choice = asked
-            best.append(choice)
             drafted = first + 1 + i
+            if (
+                drafted < end
+                and tokens[drafted] != choice
+                and self.tolerance.keeps(row, tokens[drafted])
+            ):
+                choice = tokens[drafted]
+            best.append(choice)
             if drafted >= end or tokens[drafted] != choice:
                 break  # what follows a rejected token is never looked at
         return best

@@ -14,6 +14,7 @@ from collab.strategies.signals import (
     json_matches,
 )
 from collab.strategies.speculative import Speculative
+from collab.strategies.verify_draft import VerifyDraft
 
 __all__ = [
     "Cascade",
@@ -30,6 +31,7 @@ __all__ = [
     "TaskCheck",
     "TokenLogprob",
     "TrainedScorer",
+    "VerifyDraft",
     "answer_chunks",
     "ask",
     "code_passes_examples",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 
@@ -27,6 +27,7 @@ from collab.strategies.signals import (
     code_passes_examples,
 )
 from collab.strategies.speculative import Speculative
+from collab.strategies.verify_draft import VerifyDraft, reader
 
 
 @dataclass
@@ -56,7 +57,10 @@ class Pair:
         slm = require(self.slm, f"the cascade signal {kind!r}")
         if kind == "self_verification":
             return SelfVerification(slm)
-        return TokenLogprob(slm, "min" if kind == "logprob_min" else "mean")
+        reduce: Literal["mean", "min"] = "min" if kind.endswith("_min") else "mean"
+        if kind.startswith("llm_"):
+            return TokenLogprob(slm, reduce, reader=reader(self.llm))
+        return TokenLogprob(slm, reduce)
 
 
 Factory = Callable[[Pair], Strategy]
@@ -86,6 +90,7 @@ _STRATEGIES: dict[str, Registered] = {
     ),
     "draft_verify": Registered(lambda p: DraftVerify(p.slm, p.llm), uses_llm=True),
     "speculative": Registered(_speculative, uses_llm=True),
+    "verify_draft": Registered(lambda p: VerifyDraft(p.slm, p.llm), uses_llm=True),
 }
 
 

@@ -50,20 +50,26 @@ def yes_probability(model: ChatTokenModel, prompt: str) -> float:
 
 @dataclass
 class TokenLogprob:
-    """The SLM's own probability of its answer, per token: geometric mean or minimum."""
+    """The SLM's own probability of its answer, per token: geometric mean or minimum.
+
+    With ``reader`` (an LLM that shares the SLM's tokenizer and returns prompt
+    log-probabilities), the LLM's probability of the SLM's answer instead: one
+    read, nothing written, and no examples needed in the prompt.
+    """
 
     model: ChatTokenModel
     reduce: Literal["mean", "min"] = "mean"
+    reader: ChatTokenModel | None = None
 
     @property
     def name(self) -> str:
-        return f"logprob_{self.reduce}"
+        return f"{'llm_' if self.reader is not None else ''}logprob_{self.reduce}"
 
     def logprobs(self, messages: Sequence[BaseMessage], answer: AIMessage) -> list[float]:
-        """The model's log-probability of each token of ``answer``, after ``messages``."""
+        """The reader's log-probability of each token of ``answer``, after ``messages``."""
         prompt = self.model.tokenize(self.model.render(list(messages)))
         tokens = self.model.tokenize(text_content(answer.content), special=False)
-        return self.model.continuation_logprobs(prompt, tokens)
+        return (self.reader or self.model).continuation_logprobs(prompt, tokens)
 
     def reduced(self, logps: Sequence[float]) -> float:
         if not logps:
@@ -72,7 +78,8 @@ class TokenLogprob:
 
     def confidence(self, messages: Sequence[BaseMessage], answer: AIMessage) -> float:
         scored = answer.response_metadata.get("tool_call_logprob")
-        if answer.tool_calls and isinstance(scored, dict):  # the call, scored as decoded
+        if answer.tool_calls and isinstance(scored, dict) and self.reader is None:
+            # the call, scored as decoded
             return math.exp(float(scored[self.reduce]))
         return self.reduced(self.logprobs(messages, answer))
 
