@@ -134,10 +134,15 @@ def demo(
     easy: Annotated[str, typer.Option(help="question for the SLM")] = "",
     hard: Annotated[str, typer.Option(help="question for the LLM")] = "",
 ) -> None:
-    """A short offline run: the SLM answers an easy question, the LLM a hard one."""
-    from collab.demo import EASY, HARD, run_demo
+    """A short offline run: the SLM answers an easy question; the LLM reads drafts of a hard
+    one and writes only where it disagrees."""
+    from collab.demo import EASY, HARD, drafter_of, run_demo
 
-    run_demo(console, easy or EASY, hard or HARD, ready_settings())
+    settings = ready_settings()
+    drafter = drafter_of(settings)
+    if drafter is not None and drafter != settings.slm:
+        resolve_with_progress(drafter)
+    run_demo(console, easy or EASY, hard or HARD, settings)
 
 
 @app.command()

