@@ -106,15 +106,26 @@ def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None
 
     llm_price = settings.price_of(settings.llm, remote=True)
     spent = sum(t.cost_usd for _, t in rows)
-    all_llm = sum(t.llm_only_cost(llm_price) for _, t in rows)
+    # what the LLM would have been billed answering each request itself: its prompt, its answer
+    all_llm = sum(llm_price.cost(t.calls[0].input_tokens, answer_tokens(t)) for _, t in rows)
     saved = 1 - spent / all_llm if all_llm else 0.0
+    verdict = f"{saved:.0%} saved" if saved >= 0 else f"{-saved:.0%} more, for the reading"
     console.print(
         f"Spent {spent * 1e6:.1f} µ$. Sending every request to the LLM would have cost about "
-        f"{all_llm * 1e6:.1f} µ$ (same token counts at the LLM's price): {saved:.0%} saved. "
+        f"{all_llm * 1e6:.1f} µ$ (the same prompts and answers at the LLM's price): {verdict}. "
         "The easy question never left this machine, and the customer's name and email "
         "never reached the LLM."
     )
     console.print(written_saving(rows))
+
+
+def answer_tokens(trace: Trace) -> int:
+    """The length of the answer a trace records (under verify_draft: the drafted tokens
+    kept and the LLM's own)."""
+    read = trace.extra.get("verify_draft")
+    if read and "accepted" in read:
+        return int(read["accepted"] + read["written"])
+    return trace.calls[-1].output_tokens if trace.calls else 0
 
 
 def written_saving(rows: list[tuple[str, Trace]]) -> str:
@@ -122,11 +133,10 @@ def written_saving(rows: list[tuple[str, Trace]]) -> str:
     answered = remote = 0
     line = ""
     for label, trace in rows:
-        read = trace.extra.get("verify_draft")
-        answer = read["accepted"] + read["written"] if read else trace.output_tokens
+        answer = answer_tokens(trace)
         answered += answer
         remote += trace.tokens_by("remote")[1]
-        if read:
+        if read := trace.extra.get("verify_draft"):
             line += (f" On the {label} question the LLM read {read['read']} tokens and wrote "
                      f"{read['written']} of the answer's {answer}: its own answer, drafted "
                      "locally.")  # fmt: skip
