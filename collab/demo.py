@@ -20,7 +20,7 @@ from collab.chat_model import CollabChatModel
 from collab.config import Settings
 from collab.models import catalog
 from collab.models.defaults import make_llm, make_slm
-from collab.trace import Trace
+from collab.trace import Price, Trace
 
 EASY = "What is the capital of France? Answer in one sentence."
 HARD = "Write a Python function that merges two sorted lists into one sorted list in O(n) time."
@@ -87,7 +87,11 @@ def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None
                 sent = body["messages"][-1]["content"]
                 console.print(f"[dim]sent to the LLM, redacted: {sent}[/]")
         rows.append((label, trace))
+    bill(console, rows, settings.price_of(settings.llm, remote=True))
 
+
+def bill(console: Console, rows: list[tuple[str, Trace]], llm_price: Price) -> None:
+    """Who answered each request and what it cost, against the LLM answering them all."""
     table = Table(title="who answered, and what it cost")
     table.add_column("request")
     table.add_column("strategy")
@@ -104,7 +108,6 @@ def run_demo(console: Console, easy: str, hard: str, settings: Settings) -> None
     console.print()
     console.print(table)
 
-    llm_price = settings.price_of(settings.llm, remote=True)
     spent = sum(t.cost_usd for _, t in rows)
     # what the LLM would have been billed answering each request itself: its prompt, its answer
     all_llm = sum(llm_price.cost(t.calls[0].input_tokens, answer_tokens(t)) for _, t in rows)
