@@ -20,18 +20,15 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import Request  # at module level: FastAPI reads the handler's annotations
 
+from collab.models.engine import log_softmax, shared_prefix
+
 KIND = "collab"  # what /v1/models reports as owned_by: the server kind collab probes for
 TOP = 20  # most log-probabilities per position that a request may ask for
 
 
 def _rows(llama: Any, tokens: list[int]) -> npt.NDArray[np.float32]:
     """Next-token logits after each of ``tokens`` (the KV cache keeps the shared prefix)."""
-    cached = list(llama.input_ids[: llama.n_tokens])
-    keep = 0
-    for a, b in zip(cached, tokens, strict=False):
-        if a != b:
-            break
-        keep += 1
+    keep = shared_prefix(llama.input_ids[: llama.n_tokens], tokens)
     if keep < len(tokens):
         llama.n_tokens = keep  # eval drops the KV cache from here on
         llama.eval(tokens[keep:])
@@ -41,8 +38,7 @@ def _rows(llama: Any, tokens: list[int]) -> npt.NDArray[np.float32]:
 
 def _top(logits: npt.NDArray[np.float32], n: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     """Log-probabilities of each row, and the ids of its ``n`` likeliest tokens (best first)."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    logp = log_softmax(logits)
     ids = np.argpartition(-logp, n - 1, axis=-1)[:, :n]
     order = np.argsort(-np.take_along_axis(logp, ids, axis=-1), axis=-1)
     return logp, np.take_along_axis(ids, order, axis=-1)
