@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -73,6 +74,10 @@ def test_the_reading_server_returns_llama_cpps_own_log_probabilities(
             assert tokens[first + 1 + i] in row
     # Everything else is llama-cpp-python's own server.
     assert str(smol_reader.invoke("Say hello.", max_tokens=8).content).strip()
+    url = f"{smol_reader.base_url}/completions"
+    broken = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and "not JSON" in broken.text
+    assert httpx.post(url, json={"prompt": "hi", "max_tokens": "many"}).status_code == 422
     with pytest.raises(openai.BadRequestError, match="token ids"):
         smol_reader.client.completions.create(
             model=SMOL, prompt=[], max_tokens=1, extra_body={"prompt_logprobs": 5}

@@ -112,19 +112,33 @@ def add_reading(app: Any) -> None:
     from fastapi.responses import JSONResponse
     from llama_cpp.server import app as server
     from llama_cpp.server.types import CreateCompletionRequest
+    from pydantic import ValidationError
     from starlette.concurrency import run_in_threadpool
 
+    def invalid(message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"message": message, "type": "invalid_request_error"}}, status_code=status
+        )
+
     async def completions(request: Request) -> Any:
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            return invalid(f"the body is not JSON: {exc}")
+        if not isinstance(body, dict):
+            return invalid("the body must be a JSON object")
         if not wants_reading(body):
-            return await server.create_completion(request, CreateCompletionRequest(**body))
+            try:
+                parsed = CreateCompletionRequest(**body)
+            except ValidationError as exc:
+                return invalid(str(exc), 422)
+            return await server.create_completion(request, parsed)
         async with contextlib.asynccontextmanager(server.get_llama_proxy)() as proxy:
             llama = proxy(body.get("model"))
             try:
                 return await run_in_threadpool(read, llama, body)
             except ValueError as exc:
-                message = {"message": str(exc), "type": "invalid_request_error"}
-                return JSONResponse({"error": message}, status_code=400)
+                return invalid(str(exc))
 
     async def models() -> dict[str, Any]:
         async with contextlib.asynccontextmanager(server.get_llama_proxy)() as proxy:
