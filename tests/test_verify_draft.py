@@ -25,6 +25,7 @@ from collab.policy import Policy
 from collab.privacy import RemoteGate
 from collab.speculative import Tolerance
 from collab.strategies import VerifyDraft
+from collab.tools import ToolCaller
 from collab.trace import Price, Trace
 from tests.servers import SMOL
 
@@ -173,3 +174,54 @@ def test_verify_draft_reads_a_tool_call_and_keeps_it_or_lets_the_llm_call(
     assert verifier.input_tokens == read["read"] > 0 and verifier.output_tokens == 0
     # The LLM agrees with so plain a call: it read it and wrote nothing.
     assert read["kept"] and read["written"] == 0 and not trace.escalations
+
+
+def book_table(restaurant: str, people: int, time: str) -> str:
+    """Book a table at a restaurant for a number of people at a time (HH:MM)."""
+    return f"booked {restaurant}"
+
+
+def area(shape: str, base: float, height: float = 1.0) -> float:
+    """Area of a shape (triangle, rectangle) from base and height."""
+    return base * height / (2 if shape == "triangle" else 1)
+
+
+BOOKING = "Book a table for four at Chez Panisse at half past seven in the evening."
+
+
+def test_the_tool_caller_has_the_llm_read_each_call_and_call_itself_where_it_disagrees() -> None:
+    slm = LlamaCppChatModel(model=QWEN_SLM, temperature=0.0, max_tokens=48, n_ctx=1024)
+    llm = LlamaCppChatModel(model=QWEN_LLM, temperature=0.0, max_tokens=48, n_ctx=1024)
+    caller = ToolCaller(slm, [book_table, area], llm=llm)  # by default: it can, so it reads
+    kept = caller.plan([HumanMessage("What is the area of a triangle 3 wide and 4 tall?")])
+    # The SLM writes 3.0 where the LLM would write 3: the same value, so the call stands.
+    assert kept.by == "slm" and kept.escalation is None
+    assert kept.calls[0]["args"] == {"shape": "triangle", "base": 3, "height": 4}
+    (read,) = [c for c in kept.trace.calls if c.role == "verifier"]
+    assert read.model == QWEN_LLM and read.input_tokens > 0 and read.output_tokens == 0
+    # The SLM books 17:30; the LLM reads that, would have written 19:30, and calls itself.
+    wrong = caller.plan([HumanMessage(BOOKING)])
+    assert wrong.by == "llm" and "read the call" in str(wrong.escalation)
+    assert wrong.calls[0]["args"]["time"] == "19:30"
+    roles = [(c.role, c.model) for c in wrong.trace.calls]
+    assert roles == [("tool_caller", QWEN_SLM), ("verifier", QWEN_LLM), ("escalation", QWEN_LLM)]
+    # An LLM that cannot read: the confidence checks decide, as before; asked for, a clear error.
+    scripted = ScriptedChatModel(respond=lambda messages, options: "-")
+    assert (
+        ToolCaller(slm, [area], llm=scripted).plan([HumanMessage("Area of a 2 by 3 rectangle?")]).by
+        == "slm"
+    )
+    with pytest.raises(CapabilityError, match="prompt log-probabilities"):
+        ToolCaller(slm, [area], llm=scripted, llm_reads=True).plan([HumanMessage("Area?")])
+
+
+def test_verify_draft_lets_the_llm_call_where_it_would_not_have_written_the_slms_call(
+    qwen_reader: OpenAICompatibleChatModel,
+) -> None:
+    slm = LlamaCppChatModel(model=QWEN_SLM, temperature=0.0, max_tokens=48, n_ctx=1024)
+    tools = [convert_to_openai_tool(book_table)]
+    answer = VerifyDraft(slm, qwen_reader).invoke([HumanMessage(BOOKING)], tools=tools)
+    trace = Trace.from_metadata(answer.response_metadata)
+    read = trace.extra["verify_draft"]
+    assert not read["kept"] and read["written"] > 0 and trace.escalations
+    assert answer.tool_calls[0]["args"]["time"] == "19:30"

@@ -130,6 +130,21 @@ def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return out
 
 
+TOP_N = 20  # top log-probabilities per position, as servers report them
+
+
+def top_logprobs(
+    logits: npt.NDArray[np.float32], n: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.intp]]:
+    """Log-probabilities of each row of ``logits``, and the ids of its ``n`` likeliest
+    tokens, best first (a partial sort: a row is the whole vocabulary)."""
+    logp = log_softmax(np.atleast_2d(logits))
+    n = min(n, logp.shape[-1])
+    ids = np.argpartition(-logp, n - 1, axis=-1)[:, :n]
+    order = np.argsort(-np.take_along_axis(logp, ids, axis=-1), axis=-1)
+    return logp, np.take_along_axis(ids, order, axis=-1)
+
+
 def pick_token(
     logits: npt.NDArray[np.float32], sampling: Sampling, rng: np.random.Generator
 ) -> int:

@@ -34,7 +34,14 @@ from collab.models import constrained
 from collab.models.base import Options, Stop, StreamFirstChatModel, to_score
 from collab.models.catalog import calibrated_tool_call_threshold
 from collab.models.decoding import RunStats, decode_text
-from collab.models.engine import Engine, Sampling, continuation_logprobs, eos_token, log_softmax
+from collab.models.engine import (
+    TOP_N,
+    Engine,
+    Sampling,
+    continuation_logprobs,
+    eos_token,
+    top_logprobs,
+)
 from collab.models.profile import ModelProfile
 from collab.models.queue import ModelQueue, queue_of
 from collab.models.tool_format import (
@@ -362,10 +369,24 @@ class LocalChatModel(StreamFirstChatModel):
             return [float(x) for x in continuation_logprobs(self.engine, prompt, continuation)]
 
     def next_token_logprobs(self, prompt: Sequence[int], k: int) -> list[tuple[int, float]]:
-        logp = log_softmax(self.logits(prompt, len(prompt) - 1))[0]
-        top = np.argpartition(-logp, min(k, logp.size - 1))[:k]
-        top = top[np.argsort(-logp[top])]
-        return [(int(t), float(logp[t])) for t in top]
+        logp, top = top_logprobs(self.logits(prompt, len(prompt) - 1), k)
+        return [(int(t), float(logp[0, t])) for t in top[0]]
+
+    def prompt_logprob_rows(
+        self, tokens: list[int], *, first: int = 0, text: str | None = None
+    ) -> list[dict[int, float]]:
+        """For each position i from ``first``: the top log-probabilities of the token at
+        i + 1, and that token's own (the last row: the token after ``tokens``), as a
+        server's prompt log-probabilities give them. ``text`` is ignored (exact tokens)."""
+        logp, top = top_logprobs(self.logits(tokens, first), TOP_N)
+        rows = []
+        for i, ids in enumerate(top):
+            row = {int(t): float(logp[i, t]) for t in ids}
+            if first + i + 1 < len(tokens):
+                token = tokens[first + i + 1]
+                row[token] = float(logp[i, token])
+            rows.append(row)
+        return rows
 
 
 _JINJA = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)

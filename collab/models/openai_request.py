@@ -22,6 +22,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from collab.errors import ModelUnavailableError
 from collab.messages import chat_dicts, to_openai_messages, with_system_hint_dicts
+from collab.models.engine import TOP_N
 from collab.models.server_probe import ServerCapabilities
 from collab.models.tool_format import (
     TOOL_CALL_MIN_TOKENS,
@@ -44,7 +45,6 @@ SDK_CHAT_PARAMS = frozenset(
         "extra_query", "timeout",
     }
 )  # fmt: skip
-TOP_N = 20  # top log-probabilities asked of servers that report only the top N
 # collab's own options, read here and never sent
 _OWN = ("tools", "tool_choice", "tool_call_threshold", "score_tool_calls", "request_tags", "task")
 

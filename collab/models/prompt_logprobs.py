@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import openai
 
 from collab.errors import CapabilityError, CollabError, ModelOutputError, TextRoundTripError
-from collab.models.openai_request import TOP_N
+from collab.models.engine import TOP_N
 from collab.models.server_probe import PromptLogprobStyle, ServerCapabilities
 
 UNNAMED = -1  # a row's key for tokens the server named only by ambiguous text

@@ -20,10 +20,9 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import Request  # at module level: FastAPI reads the handler's annotations
 
-from collab.models.engine import log_softmax, shared_prefix
+from collab.models.engine import TOP_N, shared_prefix, top_logprobs
 
 KIND = "collab"  # what /v1/models reports as owned_by: the server kind collab probes for
-TOP = 20  # most log-probabilities per position that a request may ask for
 
 
 def _rows(llama: Any, tokens: list[int]) -> npt.NDArray[np.float32]:
@@ -34,14 +33,6 @@ def _rows(llama: Any, tokens: list[int]) -> npt.NDArray[np.float32]:
         llama.eval(tokens[keep:])
     scores: npt.NDArray[np.float32] = llama.scores[: len(tokens)]
     return scores
-
-
-def _top(logits: npt.NDArray[np.float32], n: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """Log-probabilities of each row, and the ids of its ``n`` likeliest tokens (best first)."""
-    logp = log_softmax(logits)
-    ids = np.argpartition(-logp, n - 1, axis=-1)[:, :n]
-    order = np.argsort(-np.take_along_axis(logp, ids, axis=-1), axis=-1)
-    return logp, np.take_along_axis(ids, order, axis=-1)
 
 
 def read(llama: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -60,13 +51,13 @@ def read(llama: Any, body: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("the server was started without --logits_all true")
     if len(tokens) >= llama.n_ctx():
         raise ValueError(f"{len(tokens)} prompt tokens do not fit the context of {llama.n_ctx()}")
-    n = max(1, min(TOP, int(body.get("prompt_logprobs") or body.get("logprobs") or 1)))
+    n = max(1, min(TOP_N, int(body.get("prompt_logprobs") or body.get("logprobs") or 1)))
     chunk = 64  # rows at a time: a row is the whole vocabulary
     entries: list[dict[str, dict[str, float]] | None] = [None]
     logits = _rows(llama, tokens)
     last: dict[str, float] = {}
     for start in range(0, len(tokens), chunk):
-        logp, ids = _top(np.asarray(logits[start : start + chunk], dtype=np.float32), n)
+        logp, ids = top_logprobs(np.asarray(logits[start : start + chunk], dtype=np.float32), n)
         for i in range(logp.shape[0]):
             position = start + i + 1  # the distribution of the token at this position
             row = {str(int(t)): {"logprob": float(logp[i, t])} for t in ids[i]}

@@ -20,13 +20,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
 from collab.errors import CapabilityError
-from collab.messages import text_content
 from collab.models.local import LocalChatModel
-from collab.models.profile import location_of, profile_of, require
+from collab.models.profile import profile_of, require
 from collab.models.tool_format import to_openai_tools
 from collab.privacy import RemoteGate
 from collab.speculative import SpeculativeChatModel, Tolerance
 from collab.strategies.base import Strategy, answer_chunks, ask, final_chunk, model_name
+from collab.tools.reading import read_reply, reading_call
 from collab.trace import ModelCall, Trace
 
 # Tokens the SLM drafts per round (it stops earlier at its end of turn). What follows the
@@ -76,17 +76,6 @@ class VerifyDraft(Strategy):
             max_gamma=draft_tokens,
         )  # fmt: skip
 
-    def _reading(self, read: int, written: int, seconds: float = 0.0) -> ModelCall:
-        """The LLM's part: ``read`` tokens in, ``written`` out, at its price."""
-        call = ModelCall(
-            model=model_name(self.llm), location=location_of(self.llm), role="verifier",
-            input_tokens=read, output_tokens=written, latency_s=seconds,
-        )  # fmt: skip
-        price = getattr(self.llm, "price", None)
-        if price is not None:
-            call.cost_usd = price.cost(read, written)
-        return call
-
     def stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Iterator[AIMessageChunk]:
         kwargs = {**kwargs, "temperature": 0.0}  # the LLM's greedy answer is what is kept
         if kwargs.get("tools"):
@@ -105,7 +94,7 @@ class VerifyDraft(Strategy):
             input_tokens=prompt, output_tokens=stats.proposed,
         )  # fmt: skip
         trace.add(slm_call)
-        trace.add(self._reading(stats.read, stats.written, stats.seconds))
+        trace.add(reading_call(self.llm, stats.read, stats.written, stats.seconds))
         trace.extra["verify_draft"] = stats.summary()
         yield final_chunk(trace, answer.response_metadata)
 
@@ -116,25 +105,10 @@ class VerifyDraft(Strategy):
         keeps it when it would have written every token of it, else writes its own."""
         reply, trace = ask(self.slm, messages, "drafter", **kwargs, score_tool_calls=True)
         trace.strategy = self.name
-        slm = self.slm
         tools = to_openai_tools(kwargs["tools"])
-        prompt = slm.engine.encode_prompt(slm.render(messages, tools))
-        scored = reply.response_metadata.get("tool_call_logprob") or {}
-        judged = 0  # the first drafted token judged
-        if reply.tool_calls and scored.get("text"):
-            # The call's JSON is judged after its first token: how a model opens a call
-            # (a tag, a fence, bare JSON) says only that a call starts, as in score_call.
-            prompt += slm.tokenize(slm.call_opening(tools), special=True)
-            drafted = slm.tokenize(str(scored["text"]), special=False)
-            judged = 1
-        else:
-            drafted = slm.tokenize(text_content(reply.content), special=False)
-        rows = self.llm.prompt_logprob_rows([*prompt, *drafted], first=len(prompt) - 1)
-        kept = len(drafted) > judged and all(
-            max(row, key=row.__getitem__) == token or self.tolerance.keeps(row, token)
-            for token, row in list(zip(drafted, rows, strict=False))[judged:]
-        )
-        read = self._reading(len(prompt) + len(drafted), 0)
+        reading = read_reply(self.slm, self.llm, messages, tools, reply, self.tolerance)
+        kept = reading.kept
+        read = reading_call(self.llm, reading.read, 0)
         trace.add(read)
         trace.extra["verify_draft"] = {"read": read.input_tokens, "written": 0, "kept": kept}
         if not kept:  # the LLM would have replied otherwise: it replies

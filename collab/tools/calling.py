@@ -17,17 +17,20 @@ import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.messages.tool import ToolCall
 from langchain_core.tools import BaseTool
 
-from collab.errors import CollabError, ConfigurationError
+from collab.errors import CapabilityError, CollabError, ConfigurationError
 from collab.messages import as_ai_message, call_key, text_content
+from collab.models.local import LocalChatModel
 from collab.models.profile import profile_of
+from collab.models.tool_format import to_openai_tools
 from collab.tools.grounding import Conversation, drop_ungrounded, placeholder
+from collab.tools.reading import can_read, read_reply, reading_call
 from collab.tools.select import select_tools
 from collab.tools.spec import make_tools, parameters, validate_args
 from collab.trace import Trace
@@ -60,6 +63,10 @@ class ToolCaller:
     one whose choice of tool is less likely than that, normalised over the tools
     offered (the SLM's most confident wrong calls pick the wrong tool).
     ``max_tools``: with more tools than this, the most relevant few are offered.
+    ``llm_reads``: the LLM reads each valid SLM call (prompt log-probabilities, one
+    pass, nothing written) and the call is escalated when the LLM would not have
+    written it token for token; None (default): whenever the LLM can (an in-process
+    SLM sharing its tokenizer, an LLM that returns prompt log-probabilities).
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class ToolCaller:
         min_name_logprob: float | None = None,
         repair: bool = True,
         ground_optional: bool = True,
+        llm_reads: bool | None = None,
     ) -> None:
         self.slm, self.llm = slm, llm
         self.tools = make_tools(tools)
@@ -84,6 +92,25 @@ class ToolCaller:
         self.max_tools, self.parallel = max_tools, parallel
         self.min_logprob, self.min_name_logprob = min_logprob, min_name_logprob
         self.repair, self.ground_optional = repair, ground_optional
+        if llm_reads and llm is None:
+            raise ConfigurationError("llm_reads=True needs an llm", hint="pass llm=")
+        self.llm_reads = llm_reads
+        self._reading: bool | None = False if llm is None or llm_reads is False else None
+
+    def _reads(self) -> bool:
+        """Whether the LLM reads the SLM's calls (see ``llm_reads``), decided on first use:
+        asking a server what it can do starts or reaches it."""
+        if self._reading is not None or self.llm is None:
+            return bool(self._reading)
+        why_not = can_read(self.slm, self.llm)
+        if self.llm_reads and why_not:
+            raise CapabilityError(
+                f"the LLM cannot read the SLM's calls: {why_not}",
+                hint="leave llm_reads unset, or serve the LLM with prompt log-probabilities "
+                "(vLLM, make_llm(reads=True))",
+            )
+        self._reading = why_not is None
+        return self._reading
 
     def shortlist(self, messages: Sequence[BaseMessage]) -> list[BaseTool]:
         asked = " ".join(text_content(m.content) for m in messages if isinstance(m, HumanMessage))
@@ -120,6 +147,8 @@ class ToolCaller:
             reply, problem = ask(self.slm, retry, tool_choice=named, role="repair")
             plan.repaired = problem is None
         unsure = self._unsure(reply) if problem is None else None
+        if problem is None and unsure is None and reply is not None and self._reads():
+            unsure = self._read(messages, offered, reply, plan)
         if problem is None and unsure is None and reply is not None:
             plan.message = self._grounded(reply, said, offered, plan)
             return plan
@@ -163,6 +192,7 @@ class ToolCaller:
             {**options, "parallel_tool_calls": True} if self.parallel else {**options}
         )
         scored = self.min_logprob is not None or self.min_name_logprob is not None
+        scored = scored or (model is self.slm and self._reads())
         if scored and profile_of(model).token_access == "exact":
             kwargs["score_tool_calls"] = True
         try:
@@ -179,6 +209,16 @@ class ToolCaller:
         unique = {call_key(c): c for c in reply.tool_calls}
         reply.tool_calls = list(unique.values())[: None if self.parallel else 1]
         return reply, self._problem(reply.tool_calls, offered, said)
+
+    def _read(
+        self, messages: Sequence[BaseMessage], offered: list[BaseTool], reply: AIMessage,
+        plan: ToolPlan,
+    ) -> str | None:  # fmt: skip
+        """The LLM reads the SLM's ``reply``: None if it would have written it, else why not."""
+        slm = cast(LocalChatModel, self.slm)
+        reading = read_reply(slm, self.llm, messages, to_openai_tools(offered), reply)
+        plan.trace.add(reading_call(self.llm, reading.read))
+        return None if reading.kept else "the LLM read the call and would have written another"
 
     def _problem(
         self, calls: Sequence[Any], offered: list[BaseTool], said: Conversation
