@@ -6,6 +6,7 @@ trace counts the LLM output tokens saved against the LLM answering alone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -70,6 +71,9 @@ class DraftVerify(Strategy):
         """The LLM's review of ``draft`` (with its ``trace``), as the strategy's stream."""
         trace.strategy = self.name
         question, text = question_text(messages), text_content(draft.content)
+        if draft.tool_calls:  # the draft is a call: the LLM reviews it as JSON
+            calls = [{"name": c["name"], "arguments": c["args"]} for c in draft.tool_calls]
+            text = json.dumps(calls[0] if len(calls) == 1 else calls)
         approved, review_trace = self.verdict(question, text, kwargs.get("max_tokens"))
         trace = trace.merge(review_trace)
         drafted = sum(c.output_tokens for c in trace.calls if c.role == "drafter")
@@ -86,5 +90,8 @@ class DraftVerify(Strategy):
             else "the LLM's review could not be read: the LLM answers"
         )
         trace.escalations.append("draft corrected")
+        if kwargs.get("tools"):  # with tools, the LLM replies to the request itself
+            yield from relay(self.llm, messages, "llm", trace, **kwargs)
+            return
         correct = [HumanMessage(CORRECT.format(question=question, draft=text))]
         yield from relay(self.llm, correct, "llm", trace, **kwargs)
