@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(3, ge=0)
     n_ctx: int = Field(4096, ge=256, description="context length for local models")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for local models")
+    cpu_gate: bool = Field(
+        True,
+        description="local llama.cpp models in collab's processes compute one at a time, "
+        "each on every core, instead of all at once on too few (collab.models.cpu_gate)",
+    )
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("collab")))
     prices: dict[str, Price] = Field(
         default_factory=dict, description="price per model name; local models cost 0"

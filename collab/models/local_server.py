@@ -102,7 +102,7 @@ class LocalLLMServer:
             )
             cmd = [
                 sys.executable, "-m",
-                "collab.models.reading_server" if self.reads else "llama_cpp.server",
+                "collab.models.reading_server",  # llama-cpp-python's server, gated (cpu_gate)
                 "--model", str(self.model_path),
                 "--model_alias", self.alias,
                 "--host", "127.0.0.1",

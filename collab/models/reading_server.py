@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import Request  # at module level: FastAPI reads the handler's annotations
 
+from collab.models import cpu_gate
 from collab.models.engine import TOP_N, shared_prefix, top_logprobs
 
 KIND = "collab"  # what /v1/models reports as owned_by: the server kind collab probes for
@@ -156,6 +157,7 @@ def main() -> None:
         add_reading(app)
         return app
 
+    cpu_gate.install()  # its model computes in turns with collab's in-process models
     entry.create_app = create_reading_app  # type: ignore[attr-defined,assignment]
     entry.main()  # type: ignore[no-untyped-call]
 
