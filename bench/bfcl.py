@@ -38,22 +38,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from langchain_core.messages import HumanMessage, SystemMessage
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bench.bfcl_strategies as strategies
 import collab
+from collab.chat_model import CollabChatModel
 from collab.messages import tool_prompt
 from collab.models.grammar import GrammarGate
 from collab.models.llamacpp import LlamaCppChatModel
 from collab.models.tool_format import to_openai_tools
-from collab.tools import ToolCaller, make_tool
+from collab.policy import Policy
+from collab.tools import ToolCaller, ToolPlan, make_tool
 
 console = Console(width=130)
 SLMS = ("smollm2-135m", "qwen2.5-coder-0.5b")
 LLM = "qwen2.5-coder-1.5b"
-CATEGORIES = ("simple_python", "multiple", "parallel", "irrelevance")
+CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
+CALIBRATION = "simple_python"  # where thresholds are fitted for the other categories
 LLM_SHARE = 0.3
 CACHE = Path(__file__).parent / "results" / "bfcl.jsonl"
 PLAIN = (
@@ -180,6 +187,19 @@ class Outcome:
     failure: str | None = None
     scores: dict[str, Any] | None = None  # collab's tool_call_logprob (confidence signals)
     dropped: list[str] | None = None  # optional arguments collab left out as ungrounded
+    llm_read: int = 0  # tokens the LLM read
+    llm_written: int = 0  # tokens the LLM wrote
+
+
+def outcome(plan: ToolPlan) -> Outcome:
+    """A plan's calls, and what the LLM read and wrote for it."""
+    scored = plan.message.response_metadata.get("tool_call_logprob") or {}
+    calls = [{"name": c["name"], "args": c["args"]} for c in plan.calls]
+    mine = [c for c in plan.trace.calls if c.model == LLM]
+    return Outcome(
+        calls, plan.failure, scored, plan.dropped,
+        sum(c.input_tokens for c in mine), sum(c.output_tokens for c in mine),
+    )  # fmt: skip
 
 
 def run_collab(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
@@ -189,10 +209,28 @@ def run_collab(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -
     caller = ToolCaller(
         model, tools, parallel=parallel, min_logprob=float("-inf"), ground_optional=grounding
     )
-    plan = caller.plan(question_of(item))
-    scored = plan.message.response_metadata.get("tool_call_logprob") or {}
-    calls = [{"name": c["name"], "args": c["args"]} for c in plan.calls]
-    return Outcome(calls, plan.failure, scored, plan.dropped)
+    return outcome(caller.plan(question_of(item)))
+
+
+def run_read(
+    slm: LlamaCppChatModel, llm: LlamaCppChatModel, item: dict[str, Any], parallel: bool
+) -> Outcome:
+    """verify_draft for tool calls, as the tool caller does it by default when the LLM can
+    read: the SLM calls; the LLM reads the call and writes only where it would not have
+    written it (or where the SLM's call stays invalid after repair)."""
+    tools = [make_tool(t) for t in tools_of(item)]
+    caller = ToolCaller(slm, tools, llm=llm, parallel=parallel, llm_reads=True)
+    return outcome(caller.plan(question_of(item)))
+
+
+def run_draft_verify(
+    slm: LlamaCppChatModel, llm: LlamaCppChatModel, item: dict[str, Any], parallel: bool
+) -> Outcome:
+    """draft_verify for tool calls: the LLM reviews the SLM's call, and calls itself when
+    it rejects it."""
+    pair = CollabChatModel(slm=slm, llm=llm, policy=Policy(default="draft_verify", privacy="allow"))
+    tools = [make_tool(t) for t in tools_of(item)]
+    return outcome(ToolCaller(pair, tools, parallel=parallel).plan(question_of(item)))
 
 
 def run_masked(model: LlamaCppChatModel, item: dict[str, Any], parallel: bool) -> Outcome:
@@ -253,17 +291,33 @@ SOURCE = hashlib.sha256(
     b"".join(p.read_bytes() for p in sorted(Path(collab.__file__).parent.rglob("*.py")))
 ).hexdigest()[:12]
 RUNS = {"collab": run_collab, "masked": run_masked, "plain": run_plain, "bfcl": run_bfcl_prompt}
+# runs of the SLM with the LLM: strategies over the pair
+PAIR_RUNS = {"read": run_read, "draft_verify": run_draft_verify}
 
 
-def wanted_keys(name: str) -> list[str]:
-    return [f"{name}/{run}" for run in (RUNS if name != LLM else ["collab"])]
+@dataclass(frozen=True)
+class Selection:
+    """Which SLMs and runs to measure (the LLM alone is always measured)."""
+
+    slms: tuple[str, ...] = SLMS
+    runs: tuple[str, ...] = (*RUNS, *PAIR_RUNS)
+
+    def wanted(self) -> list[str]:
+        return [f"{LLM}/collab", *(f"{slm}/{run}" for slm in self.slms for run in self.runs)]
 
 
-def missing(row: dict[str, Any], again: frozenset[str] = frozenset()) -> list[str]:
+def missing(
+    row: dict[str, Any], selection: Selection, again: frozenset[str] = frozenset()
+) -> list[str]:
     """What ``row`` lacks, and the runs in ``again`` (measured anew after a change)."""
-    keys = [k for name in (*SLMS, LLM) for k in wanted_keys(name)]
+    keys = selection.wanted()
     redo = {k for k in keys if k.split("/")[1] in again and row.get(f"{k}/source") != SOURCE}
-    return [k for k in keys if k not in row or k in redo]
+    # the LLM's own calls, counted before what it read and wrote was
+    redo |= {f"{LLM}/collab"} if "llm_written" not in row.get(f"{LLM}/collab", {}) else set()
+    lacks = [k for k in keys if k not in row or k in redo]
+    return lacks + [
+        f"{name}/prompt" for name in selection.slms if f"{name}/prompt/seconds" not in row
+    ]
 
 
 def measure(
@@ -271,21 +325,27 @@ def measure(
     category: str,
     item: dict[str, Any],
     row: dict[str, Any],
+    selection: Selection,
     again: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """``row`` with what it lacks measured (a cached row keeps what it has)."""
     row = {**row, "id": item["id"], "category": category, "setup": setup(category)}
     parallel = setup(category) == "list"
-    for key in missing(row, again):
+    for key in missing(row, selection, again):
         name, run = key.split("/")
-        models(name).logits([], 0)  # an empty KV cache: no run reads the prompt another ran
+        if run == "prompt":
+            row[f"{name}/prompt/seconds"] = prompt_seconds(models(name), item)
+            continue
+        if run not in PAIR_RUNS:
+            models(name).logits([], 0)  # an empty KV cache: no run reads the prompt another ran
         start = time.perf_counter()
-        row[key] = RUNS[run](models(name), item, parallel).__dict__
+        if run in PAIR_RUNS:  # the caches stay warm: these runs' seconds are not compared
+            done = PAIR_RUNS[run](models(name), models(LLM), item, parallel)
+        else:
+            done = RUNS[run](models(name), item, parallel)
+        row[key] = done.__dict__
         row[f"{key}/seconds"] = round(time.perf_counter() - start, 2)
         row[f"{key}/source"] = SOURCE  # so that a resumed run with --again does not redo it
-    for name in SLMS:
-        if f"{name}/prompt/seconds" not in row:
-            row[f"{name}/prompt/seconds"] = prompt_seconds(models(name), item)
     return row
 
 
@@ -303,47 +363,45 @@ def prompt_seconds(model: LlamaCppChatModel, item: dict[str, Any]) -> float:
 SIGNALS = ("mean", "min", "name", "mean+name")  # collab's confidence scores, alone or summed
 SIGNAL = "mean"  # the one that decides the escalations in the main table
 FALLBACK_RULE = (
-    f"invalid calls, and the {LLM_SHARE:.0%} with the lowest {SIGNAL} log-probability "
-    "(threshold fitted on the other half of the items, 2-fold), go to the LLM."
+    f"invalid calls, and those with a {SIGNAL} log-probability below the {LLM_SHARE:.0%} "
+    f"quantile on {CALIBRATION} (on {CALIBRATION} itself: on the other half, 2-fold), go to "
+    "the LLM."
 )
+PLOT = CACHE.with_suffix(".png")
+Ok = dict[str, npt.NDArray[np.bool_]]
 
 
-def confidence(outcome: dict[str, Any], signal: str) -> float:
+def confidence(outcome: dict[str, Any], signal: str = SIGNAL) -> float:
     scores = outcome["scores"] or {}
     return sum(scores.get(key, 0.0) for key in signal.split("+"))
 
 
 def fallback(
-    rows: list[dict[str, Any]], slm: str, ok: dict[str, list[bool]], signal: str = SIGNAL
+    rows: list[dict[str, Any]], fit: list[dict[str, Any]], slm: str, ok: Ok, signal: str = SIGNAL
 ) -> tuple[float, float]:
-    """Accuracy and LLM share with escalation of the least confident ``LLM_SHARE`` (2-fold)."""
-    n = len(rows)
+    """Accuracy and LLM share when invalid and unsure calls go to the LLM (see FALLBACK_RULE)."""
     conf = np.array([confidence(r[f"{slm}/collab"], signal) for r in rows])
+    fitted = np.array([confidence(r[f"{slm}/collab"], signal) for r in fit]) if fit else None
     failed = np.array([r[f"{slm}/collab"]["failure"] is not None for r in rows])
-    halves = [np.arange(n) % 2 == 0, np.arange(n) % 2 == 1]
-    escalate = failed.copy()
-    for fit, score in (halves, halves[::-1]):
-        if fit.any():
-            threshold = np.quantile(conf[fit], LLM_SHARE)
-            escalate |= score & (conf < threshold)
-    good = np.where(escalate, ok[f"{LLM}/collab"], ok[f"{slm}/collab"])
-    return float(good.mean()), float(escalate.mean())
+    up = failed | strategies.escalate(conf, fitted, LLM_SHARE)
+    good = np.where(up, ok[f"{LLM}/collab"], ok[f"{slm}/collab"])
+    return float(good.mean()), float(up.mean())
 
 
-def ceiling(slm: str, ok: dict[str, list[bool]]) -> tuple[float, float]:
+def ceiling(slm: str, ok: Ok) -> tuple[float, float]:
     """What a perfect signal reaches: exactly the SLM's wrong calls that the LLM gets right go."""
-    slm_ok, llm_ok = np.array(ok[f"{slm}/collab"]), np.array(ok[f"{LLM}/collab"])
+    slm_ok, llm_ok = ok[f"{slm}/collab"], ok[f"{LLM}/collab"]
     return float((slm_ok | llm_ok).mean()), float((~slm_ok & llm_ok).mean())
 
 
-def seconds_table(rows: list[dict[str, Any]]) -> Table:
+def seconds_table(rows: list[dict[str, Any]], selection: Selection) -> Table:
     """Median seconds per item of each configuration; collab against the masked grammar."""
     table = Table(title="seconds per item (median over the items above)")
     columns = ("model", "collab", "masked grammar (before)", "speed-up", *RUNS_OTHER,
                "reading the prompt", "speed-up if decoding were free")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
-    for name in (*SLMS, LLM):
+    for name in (*selection.slms, LLM):
         median = {
             run: float(np.median(times)) if (times := [r[f"{name}/{run}/seconds"] for r in rows
                                                        if f"{name}/{run}/seconds" in r]) else None
@@ -363,9 +421,29 @@ def seconds_table(rows: list[dict[str, Any]]) -> Table:
 RUNS_OTHER = ("plain", "BFCL prompt")
 
 
-def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
+def scored(rows: list[dict[str, Any]], category: str, selection: Selection) -> Ok:
+    """Which runs' calls are right, for the runs every row of ``rows`` has."""
     check = ast_checker()
-    items = {(c, i["id"]): i for c in categories for i in load(c, 10**6)}
+    items = {i["id"]: i for i in load(category, 10**6)}
+    return {
+        key: np.array([correct(check, category, items[r["id"]], r[key]["calls"]) for r in rows])
+        for key in selection.wanted()
+        if rows and all(key in r for r in rows)
+    }
+
+
+@functools.cache
+def questions(category: str) -> dict[str, str]:
+    return {
+        i["id"]: " ".join(str(m.content) for m in question_of(i)) for i in load(category, 10**6)
+    }
+
+
+def question(row: dict[str, Any]) -> str:
+    return questions(row["category"])[row["id"]]
+
+
+def report(rows: list[dict[str, Any]], categories: list[str], selection: Selection) -> None:
     table = Table(title=f"BFCL (AST-checked), {len(rows)} items; accuracy (share parsed)")
     for column in ("category", "SLM", "n"):
         table.add_column(column, justify="right" if column == "n" else "left")
@@ -377,27 +455,37 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     )
     for column in ("category", "SLM", *SIGNALS, "perfect signal"):
         signals.add_column(column, justify="left" if column in ("category", "SLM") else "right")
+    calibration = [r for r in rows if r["category"] == CALIBRATION]
+    ok_calibration = scored(calibration, CALIBRATION, selection)
+    found: dict[str, dict[str, list[strategies.Result]]] = {}
     for category in categories:
         mine = [r for r in rows if r["category"] == category]
-        if not mine:
+        ok = scored(mine, category, selection)
+        if f"{LLM}/collab" not in ok:
             continue
-        ok = {
-            key: [correct(check, category, items[category, r["id"]], r[key]["calls"]) for r in mine]
-            for key in {k for m in (*SLMS, LLM) for k in wanted_keys(m)}
-        }
-        llm_only = f"{np.mean(ok[f'{LLM}/collab']):.0%}"
-        for slm in SLMS:
+        fit = calibration if category != CALIBRATION else []
+        llm_only = f"{ok[f'{LLM}/collab'].mean():.0%}"
+        for slm in selection.slms:
+            if f"{slm}/collab" not in ok:
+                continue
             cells = [category, slm, str(len(mine))]
             for run in ("plain", "bfcl"):
-                parsed = np.mean([r[f"{slm}/{run}"]["calls"] is not None for r in mine])
-                cells.append(f"{np.mean(ok[f'{slm}/{run}']):.0%} ({parsed:.0%})")
-            acc, share = fallback(mine, slm, ok)
-            cells += [f"{np.mean(ok[f'{slm}/{run}']):.0%}" for run in ("collab", "masked")]
+                parsed = np.mean([r.get(f"{slm}/{run}", {}).get("calls") is not None for r in mine])
+                have = f"{slm}/{run}" in ok
+                cells.append(f"{ok[f'{slm}/{run}'].mean():.0%} ({parsed:.0%})" if have else "-")
+            acc, share = fallback(mine, fit, slm, ok)
+            cells += [f"{ok[k].mean():.0%}" if (k := f"{slm}/{run}") in ok else "-"
+                      for run in ("collab", "masked")]  # fmt: skip
             cells.append(f"{acc:.0%} ({share:.0%})")
             table.add_row(*cells, llm_only)
-            by_signal = [fallback(mine, slm, ok, signal) for signal in SIGNALS]
+            by_signal = [fallback(mine, fit, slm, ok, signal) for signal in SIGNALS]
             by_signal.append(ceiling(slm, ok))
             signals.add_row(category, slm, *[f"{a:.0%} ({s:.0%})" for a, s in by_signal])
+            if category != CALIBRATION:
+                found.setdefault(category, {})[slm] = strategies.results(
+                    mine, calibration, slm, LLM, ok, ok_calibration, LLM_SHARE, question,
+                    confidence,
+                )  # fmt: skip
         table.add_section()
     console.print(table)
     console.print(
@@ -408,7 +496,11 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
         "call (collab parallel=False, plain told one call); the others allow a list."
     )
     console.print(signals)
-    console.print(seconds_table(rows))
+    console.print(strategies_table(found))
+    if found:
+        strategies.plot(found, PLOT)
+        console.print(f"plot: {PLOT}")
+    console.print(seconds_table(rows, selection))
     console.print(
         "mean: mean token log-probability of the call under the free SLM; min: its least "
         "likely token; name: log-probability of the tool chosen among those offered; "
@@ -417,23 +509,52 @@ def report(rows: list[dict[str, Any]], categories: list[str]) -> None:
     )
 
 
+def strategies_table(found: dict[str, dict[str, list[strategies.Result]]]) -> Table:
+    table = Table(
+        title=f"collab's strategies on BFCL, thresholds fitted on {CALIBRATION} only "
+        f"(route and cascade escalate at its {LLM_SHARE:.0%} quantile)"
+    )
+    for column in ("category", "SLM", "strategy", "accuracy", "items the LLM writes for",
+                   "LLM tokens written", "LLM tokens read"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("category", "SLM", "strategy")
+                         else "right")  # fmt: skip
+    for category, by_slm in found.items():
+        for slm, results in by_slm.items():
+            for r in results:
+                table.add_row(category, slm, r.strategy, f"{r.accuracy:.0%}", f"{r.share:.0%}",
+                              str(r.written), "-" if r.read is None else str(r.read))  # fmt: skip
+            table.add_section()
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=20, help="items per category")
     parser.add_argument("--categories", default=",".join(CATEGORIES))
+    parser.add_argument(
+        "--calibration", type=int, default=20,
+        help=f"{CALIBRATION} items that fit the thresholds when it is not among --categories",
+    )  # fmt: skip
+    parser.add_argument("--slms", default=",".join(SLMS), help="the SLMs to measure")
+    parser.add_argument(
+        "--runs", default=",".join((*RUNS, *PAIR_RUNS)), help="the SLMs' runs to measure"
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
     parser.add_argument("--report", action="store_true", help="only report what is cached")
     parser.add_argument(
         "--again",
         default="",
-        help="runs (collab, plain, bfcl) to measure anew where collab's code has changed "
+        help="runs (collab, plain, bfcl, ...) to measure anew where collab's code has changed "
         "since the cached row was measured",
     )
     args = parser.parse_args()
     categories = args.categories.split(",")
+    selection = Selection(tuple(args.slms.split(",")), tuple(args.runs.split(",")))
     again = frozenset(filter(None, args.again.split(",")))
-    if again - set(RUNS):
-        parser.error(f"--again takes runs from {sorted(RUNS)}")
+    if (again | set(selection.runs)) - set(RUNS) - set(PAIR_RUNS):
+        parser.error(f"--runs and --again take runs from {sorted((*RUNS, *PAIR_RUNS))}")
+    if set(selection.slms) - set(SLMS):
+        parser.error(f"--slms takes SLMs from {SLMS}")
     unknown = set(categories) - set(CATEGORIES)
     if unknown:
         parser.error(f"unknown categories {sorted(unknown)}; choose from {CATEGORIES}")
@@ -448,13 +569,12 @@ def main() -> None:
             for r in rows
             if r.get("setup", "list") == setup(r["category"])  # cached under today's setup
         }
-    todo = [
-        (c, i)
-        for c in categories
-        for i in load(c, args.limit)
-        if missing(done.get((c, i["id"]), {}), again)
-        or any(f"{n}/prompt/seconds" not in done.get((c, i["id"]), {}) for n in SLMS)
-    ]
+    # thresholds for the other categories are fitted on CALIBRATION's items: measured too
+    calibrating = Selection(selection.slms, ("collab",))
+    items = [(c, i, selection) for c in categories for i in load(c, args.limit)]
+    if CALIBRATION not in categories:
+        items += [(CALIBRATION, i, calibrating) for i in load(CALIBRATION, args.calibration)]
+    todo = [t for t in items if missing(done.get((t[0], t[1]["id"]), {}), t[2], again)]
     if todo and not args.report:
 
         @functools.cache
@@ -462,14 +582,14 @@ def main() -> None:
             return LlamaCppChatModel(model=name, temperature=0.0, max_tokens=192, n_ctx=4096)
 
         with CACHE.open("a") as out:  # the last row of an item is the one that counts
-            for category, item in track(todo, description="BFCL", console=console):
+            for category, item, chosen in track(todo, description="BFCL", console=console):
                 cached = done.get((category, item["id"]), {})
-                row = measure(models, category, item, cached, again)
+                row = measure(models, category, item, cached, chosen, again)
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 done[category, item["id"]] = row
-    wanted = [(c, i["id"]) for c in categories for i in load(c, args.limit)]
-    report([done[k] for k in wanted if k in done], categories)  # in the order of the data
+    found = [done[c, i["id"]] for c, i, _ in items if (c, i["id"]) in done]
+    report(found, categories, selection)  # in the order of the data
 
 
 if __name__ == "__main__":
