@@ -1,5 +1,8 @@
 """The stand-in LLM server's entry point: llama-cpp-python's server, plus reading at speed.
 
+With ``--logits_all true`` (``LocalLLMServer(reads=True)``) it reads; without, it is
+llama-cpp-python's server as it is. Either way its decodes go through the CPU gate.
+
 ``python -m collab.models.reading_server`` takes llama-cpp-python's server
 arguments and serves its app with one addition: ``/v1/completions`` with
 vLLM's ``prompt_logprobs`` (or a prompt of token ids) is answered from the
@@ -154,7 +157,8 @@ def main() -> None:
 
     def create_reading_app(**kwargs: Any) -> Any:
         app = create_app(**kwargs)
-        add_reading(app)
+        if any(m.logits_all for m in kwargs.get("model_settings") or []):
+            add_reading(app)  # else it cannot read: it stays llama-cpp-python's server
         return app
 
     cpu_gate.install()  # its model computes in turns with collab's in-process models

@@ -216,7 +216,11 @@ class ToolCaller:
     ) -> str | None:  # fmt: skip
         """The LLM reads the SLM's ``reply``: None if it would have written it, else why not."""
         slm = cast(LocalChatModel, self.slm)
-        reading = read_reply(slm, self.llm, messages, to_openai_tools(offered), reply)
+        try:
+            reading = read_reply(slm, self.llm, messages, to_openai_tools(offered), reply)
+        except CollabError as exc:  # the LLM cannot be read now: the valid call stands
+            plan.trace.extra["llm_read"] = f"failed: {exc.message}"
+            return None
         plan.trace.add(reading_call(self.llm, reading.read))
         return None if reading.kept else "the LLM read the call and would have written another"
 
