@@ -189,6 +189,7 @@ class Outcome:
     dropped: list[str] | None = None  # optional arguments collab left out as ungrounded
     llm_read: int = 0  # tokens the LLM read
     llm_written: int = 0  # tokens the LLM wrote
+    read_gap: float | None = None  # nats the LLM found the SLM's call below its own, at most
 
 
 def outcome(plan: ToolPlan) -> Outcome:
@@ -196,9 +197,10 @@ def outcome(plan: ToolPlan) -> Outcome:
     scored = plan.message.response_metadata.get("tool_call_logprob") or {}
     calls = [{"name": c["name"], "args": c["args"]} for c in plan.calls]
     mine = [c for c in plan.trace.calls if c.model == LLM]
+    read = plan.trace.extra.get("llm_read") or {}
     return Outcome(
         calls, plan.failure, scored, plan.dropped,
-        sum(c.input_tokens for c in mine), sum(c.output_tokens for c in mine),
+        sum(c.input_tokens for c in mine), sum(c.output_tokens for c in mine), read.get("gap"),
     )  # fmt: skip
 
 
@@ -312,7 +314,8 @@ def missing(
     """What ``row`` lacks, and the runs in ``again`` (measured anew after a change)."""
     keys = selection.wanted()
     redo = {k for k in keys if k.split("/")[1] in again and row.get(f"{k}/source") != SOURCE}
-    # the LLM's own calls, counted before what it read and wrote was
+    # runs measured before what the LLM wrote, and how far it disagreed, were kept
+    redo |= {k for k in keys if k.endswith("/read") and "read_gap" not in row.get(k, {"-": 0})}
     redo |= {f"{LLM}/collab"} if "llm_written" not in row.get(f"{LLM}/collab", {}) else set()
     lacks = [k for k in keys if k not in row or k in redo]
     return lacks + [
@@ -570,7 +573,9 @@ def main() -> None:
             if r.get("setup", "list") == setup(r["category"])  # cached under today's setup
         }
     # thresholds for the other categories are fitted on CALIBRATION's items: measured too
-    calibrating = Selection(selection.slms, ("collab",))
+    calibrating = Selection(
+        selection.slms, tuple(r for r in ("collab", "read") if r in selection.runs)
+    )
     items = [(c, i, selection) for c in categories for i in load(c, args.limit)]
     if CALIBRATION not in categories:
         items += [(CALIBRATION, i, calibrating) for i in load(CALIBRATION, args.calibration)]
@@ -588,7 +593,8 @@ def main() -> None:
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 done[category, item["id"]] = row
-    found = [done[c, i["id"]] for c, i, _ in items if (c, i["id"]) in done]
+    found = [row for c, i, chosen in items
+             if (row := done.get((c, i["id"]))) and not missing(row, chosen)]  # fmt: skip
     report(found, categories, selection)  # in the order of the data
 
 

@@ -55,6 +55,26 @@ def difficulty(texts: list[str], fit_texts: list[str], needs_llm: list[bool]) ->
     return -np.array([scorer.difficulty([HumanMessage(t)]) for t in texts])
 
 
+def read_gaps(rows: Rows, slm: str) -> npt.NDArray[np.float64]:
+    """How far below its own choice the LLM found each SLM call (inf: an invalid call, which
+    went to the LLM unread)."""
+    gaps = [r[f"{slm}/read"].get("read_gap") for r in rows]
+    return np.array([np.inf if g is None else g for g in gaps], dtype=np.float64)
+
+
+def fitted_margin(calibration: Rows, slm: str, llm: str, ok: dict[str, Mask]) -> float:
+    """The widest tolerance (nats below the LLM's best) under which the calls kept keep the
+    LLM's own accuracy on the calibration items."""
+    gaps = read_gaps(calibration, slm)
+    target = ok[f"{llm}/collab"].mean()
+    best = 0.0
+    for margin in sorted({0.0, *gaps[np.isfinite(gaps)]}):
+        kept = gaps <= margin
+        if np.where(kept, ok[f"{slm}/collab"], ok[f"{llm}/collab"]).mean() >= target:
+            best = margin
+    return float(best)
+
+
 def results(
     rows: Rows,
     calibration: Rows,
@@ -108,6 +128,13 @@ def results(
         got = np.array([r[f"{slm}/{run}"]["llm_read"] for r in rows])
         out.append(Result(name, float(ok[f"{slm}/{run}"].mean()), float((wrote > 0).mean()),
                           int(wrote.sum()), int(got.sum())))  # fmt: skip
+    if f"{slm}/read" in ok and f"{slm}/read" in ok_calibration:
+        margin = fitted_margin(calibration, slm, llm, ok_calibration)
+        up = read_gaps(rows, slm) > margin
+        got = sum(r[f"{slm}/read"]["llm_read"] for r in rows)
+        out.append(Result(f"verify_draft (LLM reads, within {margin:.2f} nats)",
+                          float(np.where(up, llm_ok, slm_ok).mean()), float(up.mean()),
+                          int(written[up].sum()), int(got)))  # fmt: skip
     # speculative decoding is lossless: its calls are the LLM's, every token the LLM's
     out.append(Result("speculative (= llm_only's calls)", float(llm_ok.mean()), 1.0,
                       int(written.sum()), None))  # fmt: skip

@@ -205,6 +205,13 @@ def test_the_tool_caller_has_the_llm_read_each_call_and_call_itself_where_it_dis
     assert wrong.calls[0]["args"]["time"] == "19:30"
     roles = [(c.role, c.model) for c in wrong.trace.calls]
     assert roles == [("tool_caller", QWEN_SLM), ("verifier", QWEN_LLM), ("escalation", QWEN_LLM)]
+    assert kept.trace.extra["llm_read"]["gap"] == 0 < wrong.trace.extra["llm_read"]["gap"]
+    # With a tolerance as wide as that gap (reported to 3 decimals), the call stands: lossy.
+    gap = wrong.trace.extra["llm_read"]["gap"]
+    loose = ToolCaller(
+        slm, [book_table, area], llm=llm, read_tolerance=Tolerance(margin=gap + 0.01)
+    )
+    assert loose.plan([HumanMessage(BOOKING)]).by == "slm"
     # An LLM that cannot read: the confidence checks decide, as before; asked for, a clear error.
     scripted = ScriptedChatModel(respond=lambda messages, options: "-")
     assert (

@@ -29,6 +29,7 @@ from collab.messages import as_ai_message, call_key, text_content
 from collab.models.local import LocalChatModel
 from collab.models.profile import profile_of
 from collab.models.tool_format import to_openai_tools
+from collab.speculative import Tolerance
 from collab.tools.grounding import Conversation, drop_ungrounded, placeholder
 from collab.tools.reading import can_read, read_reply, reading_call
 from collab.tools.select import select_tools
@@ -67,6 +68,8 @@ class ToolCaller:
     pass, nothing written) and the call is escalated when the LLM would not have
     written it token for token; None (default): whenever the LLM can (an in-process
     SLM sharing its tokenizer, an LLM that returns prompt log-probabilities).
+    ``read_tolerance``: a ``Tolerance`` under which a call also stands when the LLM
+    ranks its tokens nearly as high as its own (default: lossless).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class ToolCaller:
         repair: bool = True,
         ground_optional: bool = True,
         llm_reads: bool | None = None,
+        read_tolerance: Tolerance | None = None,
     ) -> None:
         self.slm, self.llm = slm, llm
         self.tools = make_tools(tools)
@@ -94,7 +98,7 @@ class ToolCaller:
         self.repair, self.ground_optional = repair, ground_optional
         if llm_reads and llm is None:
             raise ConfigurationError("llm_reads=True needs an llm", hint="pass llm=")
-        self.llm_reads = llm_reads
+        self.llm_reads, self.read_tolerance = llm_reads, read_tolerance or Tolerance()
         self._reading: bool | None = False if llm is None or llm_reads is False else None
 
     def _reads(self) -> bool:
@@ -217,11 +221,14 @@ class ToolCaller:
         """The LLM reads the SLM's ``reply``: None if it would have written it, else why not."""
         slm = cast(LocalChatModel, self.slm)
         try:
-            reading = read_reply(slm, self.llm, messages, to_openai_tools(offered), reply)
+            reading = read_reply(
+                slm, self.llm, messages, to_openai_tools(offered), reply, self.read_tolerance
+            )
         except CollabError as exc:  # the LLM cannot be read now: the valid call stands
-            plan.trace.extra["llm_read"] = f"failed: {exc.message}"
+            plan.trace.extra["llm_read"] = {"failed": exc.message}
             return None
         plan.trace.add(reading_call(self.llm, reading.read))
+        plan.trace.extra["llm_read"] = {"kept": reading.kept, "gap": round(reading.gap, 3)}
         return None if reading.kept else "the LLM read the call and would have written another"
 
     def _problem(

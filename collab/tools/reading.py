@@ -31,6 +31,7 @@ class Reading:
 
     kept: bool
     read: int
+    gap: float = 0.0  # nats between the LLM's best and the reply's least likely token to it
 
 
 def reading_call(llm: Any, read: int, written: int = 0, seconds: float = 0.0) -> ModelCall:
@@ -130,8 +131,10 @@ def read_reply(
     else:
         drafted = slm.tokenize(text_content(reply.content), special=False)
     rows = llm.prompt_logprob_rows([*prompt, *drafted], first=len(prompt) - 1)
-    kept = len(drafted) > judged and all(
+    judging = list(zip(drafted, rows, strict=False))[judged:]
+    kept = bool(judging) and all(
         max(row, key=row.__getitem__) == token or tolerance.keeps(row, token)
-        for token, row in list(zip(drafted, rows, strict=False))[judged:]
+        for token, row in judging
     )
-    return Reading(kept=kept, read=len(prompt) + len(drafted))
+    gaps = [max(row.values()) - row.get(token, min(row.values())) for token, row in judging]
+    return Reading(kept=kept, read=len(prompt) + len(drafted), gap=max(gaps, default=0.0))
