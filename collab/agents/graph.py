@@ -48,6 +48,7 @@ from collab.chat_model import CollabChatModel
 from collab.errors import ModelOutputError, ModelUnavailableError
 from collab.messages import call_key, text_content
 from collab.policy import Decision, Policy
+from collab.privacy import RemoteGate
 from collab.strategies.base import ask, gather
 from collab.strategies.draft_verify import DraftVerify
 from collab.strategies.fallback import llm_down
@@ -148,12 +149,17 @@ class _Agent:
 
     def tool_caller(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         messages = state["messages"]
+        remote = self.remote(state)
+        # Nothing to redact: the LLM gets the calls as they are, and may read the SLM's
+        # unless the policy keeps the request on the SLM.
+        llm = remote.inner if isinstance(remote, RemoteGate) and not remote.enabled else remote
         caller = ToolCaller(
             self.slm,
             self.tools,
-            llm=self.remote(state),
+            llm=llm,
             min_logprob=self.min_logprob,
             min_name_logprob=self.min_name_logprob,
+            llm_reads=False if self.decision(state).strategy == "slm_only" else None,
         )
         first = not state.get("rounds")
         choice = self.tool_choice if first else "auto"

@@ -27,6 +27,7 @@ from pydantic import PrivateAttr
 
 from collab.errors import ModelUnavailableError
 from collab.models.openai import OpenAICompatibleChatModel
+from collab.models.server_probe import ServerCapabilities, ServerKind, capabilities_for
 from collab.trace import Location
 
 _PR_SET_PDEATHSIG = 1
@@ -186,6 +187,13 @@ class LocalServerChatModel(OpenAICompatibleChatModel):
         if self._server is None:
             raise ModelUnavailableError("this model has no local server to start")
         return self._server
+
+    def server_capabilities(self) -> ServerCapabilities:
+        """Known without starting the server: llama-cpp-python's, reading or not."""
+        if self.capabilities is None:
+            kind: ServerKind = "collab" if self.server.reads else "llama-cpp-python"
+            self.capabilities = capabilities_for(kind)
+        return self.capabilities
 
     def _client_kwargs(self) -> dict[str, Any]:
         self.base_url = self.server.start()

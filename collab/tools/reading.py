@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -51,25 +51,23 @@ def can_read(slm: BaseChatModel, llm: Any) -> str | None:
 
     Asks a server for its capabilities and tokenizer: call it when the LLM is needed.
     """
-    if not isinstance(slm, LocalChatModel):
+    if profile_of(slm).token_access != "exact" or not hasattr(slm, "call_opening"):
         return "the SLM is not in-process, so its exact tokens are unknown"
     if not hasattr(llm, "prompt_logprob_rows"):
         return f"{getattr(llm, 'model', type(llm).__name__)} returns no prompt log-probabilities"
     probe = "def f(x):\n    return {'a': [1, 2.5]}"
     caps = getattr(llm, "server_capabilities", None)
-    try:  # a server is asked what it can do, and how it tokenizes
+    try:  # a server is asked what it can do, then how it tokenizes
         style = caps().prompt_logprobs if callable(caps) else "in-process"
-        if not profile_of(llm).prompt_logprobs:
-            style = None
+        if style not in ("vllm", "in-process") or not profile_of(llm).prompt_logprobs:
+            return (
+                "the LLM reads prompts only by echo, sorting the vocabulary at every token, "
+                "or not at all (serve it with vLLM, or make_llm(reads=True))"
+            )
         theirs = llm.tokenize(probe, special=False)
     except Exception as exc:  # unreachable, or answering nonsense: it cannot read now
         return f"the LLM could not be asked what it can do ({exc})"
-    if style not in ("vllm", "in-process"):
-        return (
-            "the LLM reads prompts only by echo, sorting the vocabulary at every token, or "
-            "not at all (serve it with vLLM, or make_llm(reads=True))"
-        )
-    if theirs != slm.tokenize(probe, special=False):
+    if theirs != cast(LocalChatModel, slm).tokenize(probe, special=False):
         return "the SLM and the LLM do not share a tokenizer"
     return None
 
