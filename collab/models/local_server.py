@@ -102,8 +102,9 @@ class LocalLLMServer:
                 prefix="collab-llm-server-", suffix=".log"
             )
             cmd = [
-                sys.executable, "-m",
-                "collab.models.reading_server",  # llama-cpp-python's server, gated (cpu_gate)
+                # llama-cpp-python's server, gated (cpu_gate); reading prompts if asked
+                sys.executable, "-c",
+                f"from collab.models.reading_server import main; main(reading={self.reads})",
                 "--model", str(self.model_path),
                 "--model_alias", self.alias,
                 "--host", "127.0.0.1",

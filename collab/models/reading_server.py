@@ -1,7 +1,7 @@
 """The stand-in LLM server's entry point: llama-cpp-python's server, plus reading at speed.
 
-With ``--logits_all true`` (``LocalLLMServer(reads=True)``) it reads; without, it is
-llama-cpp-python's server as it is. Either way its decodes go through the CPU gate.
+``main(reading=False)`` serves llama-cpp-python's server as it is; either way its
+decodes go through the CPU gate.
 
 ``python -m collab.models.reading_server`` takes llama-cpp-python's server
 arguments and serves its app with one addition: ``/v1/completions`` with
@@ -151,14 +151,15 @@ def add_reading(app: Any) -> None:
     app.router.routes[:] = [*added, *before]
 
 
-def main() -> None:
+def main(reading: bool = True) -> None:
+    """llama-cpp-python's server, gated (``cpu_gate``); with ``reading``, it also reads."""
     import llama_cpp.server.__main__ as entry
     from llama_cpp.server.app import create_app
 
     def create_reading_app(**kwargs: Any) -> Any:
         app = create_app(**kwargs)
-        if any(m.logits_all for m in kwargs.get("model_settings") or []):
-            add_reading(app)  # else it cannot read: it stays llama-cpp-python's server
+        if reading:
+            add_reading(app)
         return app
 
     cpu_gate.install()  # its model computes in turns with collab's in-process models
