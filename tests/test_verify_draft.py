@@ -192,7 +192,7 @@ BOOKING = "Book a table for four at Chez Panisse at half past seven in the eveni
 def test_the_tool_caller_has_the_llm_read_each_call_and_call_itself_where_it_disagrees() -> None:
     slm = LlamaCppChatModel(model=QWEN_SLM, temperature=0.0, max_tokens=48, n_ctx=1024)
     llm = LlamaCppChatModel(model=QWEN_LLM, temperature=0.0, max_tokens=48, n_ctx=1024)
-    caller = ToolCaller(slm, [book_table, area], llm=llm)  # by default: it can, so it reads
+    caller = ToolCaller(slm, [book_table, area], llm=llm, llm_reads=None)  # where it can
     kept = caller.plan([HumanMessage("What is the area of a triangle 3 wide and 4 tall?")])
     # The SLM writes 3.0 where the LLM would write 3: the same value, so the call stands.
     assert kept.by == "slm" and kept.escalation is None
@@ -209,15 +209,18 @@ def test_the_tool_caller_has_the_llm_read_each_call_and_call_itself_where_it_dis
     # With a tolerance as wide as that gap (reported to 3 decimals), the call stands: lossy.
     gap = wrong.trace.extra["llm_read"]["gap"]
     loose = ToolCaller(
-        slm, [book_table, area], llm=llm, read_tolerance=Tolerance(margin=gap + 0.01)
+        slm,
+        [book_table, area],
+        llm=llm,
+        llm_reads=True,
+        read_tolerance=Tolerance(margin=gap + 0.01),
     )
-    assert loose.plan([HumanMessage(BOOKING)]).by == "slm"
+    read = loose.plan([HumanMessage(BOOKING)])
+    assert read.by == "slm" and read.trace.extra["llm_read"]["kept"]
     # An LLM that cannot read: the confidence checks decide, as before; asked for, a clear error.
     scripted = ScriptedChatModel(respond=lambda messages, options: "-")
-    assert (
-        ToolCaller(slm, [area], llm=scripted).plan([HumanMessage("Area of a 2 by 3 rectangle?")]).by
-        == "slm"
-    )
+    rectangle = [HumanMessage("Area of a 2 by 3 rectangle?")]
+    assert ToolCaller(slm, [area], llm=scripted, llm_reads=None).plan(rectangle).by == "slm"
     with pytest.raises(CapabilityError, match="prompt log-probabilities"):
         ToolCaller(slm, [area], llm=scripted, llm_reads=True).plan([HumanMessage("Area?")])
 

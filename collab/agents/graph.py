@@ -150,8 +150,8 @@ class _Agent:
     def tool_caller(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         messages = state["messages"]
         remote = self.remote(state)
-        # Nothing to redact: the LLM gets the calls as they are, and may read the SLM's
-        # unless the policy keeps the request on the SLM.
+        # Nothing to redact: the LLM gets the calls as they are, and under verify_draft it
+        # reads the SLM's (where it can).
         llm = remote.inner if isinstance(remote, RemoteGate) and not remote.enabled else remote
         caller = ToolCaller(
             self.slm,
@@ -159,7 +159,7 @@ class _Agent:
             llm=llm,
             min_logprob=self.min_logprob,
             min_name_logprob=self.min_name_logprob,
-            llm_reads=False if self.decision(state).strategy == "slm_only" else None,
+            llm_reads=None if self.decision(state).strategy == "verify_draft" else False,
         )
         first = not state.get("rounds")
         choice = self.tool_choice if first else "auto"

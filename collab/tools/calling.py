@@ -66,8 +66,10 @@ class ToolCaller:
     ``max_tools``: with more tools than this, the most relevant few are offered.
     ``llm_reads``: the LLM reads each valid SLM call (prompt log-probabilities, one
     pass, nothing written) and the call is escalated when the LLM would not have
-    written it token for token; None (default): whenever the LLM can (an in-process
-    SLM sharing its tokenizer, an LLM that returns prompt log-probabilities).
+    written it token for token; None: whenever the LLM can (an in-process SLM sharing
+    its tokenizer, an LLM that returns prompt log-probabilities); False (default): never.
+    Reading a call means reading its prompt, tool list included: on BFCL the LLM read
+    more tokens than answering every call itself, so it is not the default.
     ``read_tolerance``: a ``Tolerance`` under which a call also stands when the LLM
     ranks its tokens nearly as high as its own (default: lossless).
     """
@@ -84,7 +86,7 @@ class ToolCaller:
         min_name_logprob: float | None = None,
         repair: bool = True,
         ground_optional: bool = True,
-        llm_reads: bool | None = None,
+        llm_reads: bool | None = False,
         read_tolerance: Tolerance | None = None,
     ) -> None:
         self.slm, self.llm = slm, llm
