@@ -108,9 +108,10 @@ class Settings(BaseSettings):
     n_ctx: int = Field(4096, ge=256, description="context length for local models")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for local models")
     cpu_gate: bool = Field(
-        True,
-        description="local llama.cpp models in collab's processes compute one at a time, "
-        "each on every core, instead of all at once on too few (collab.models.cpu_gate)",
+        False,
+        description="local llama.cpp models in collab's processes compute one batch at a "
+        "time (collab.models.cpu_gate); off: in turns per batch, a small model waits as "
+        "long as a large one (bench/colocated.py)",
     )
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("collab")))
     prices: dict[str, Price] = Field(
