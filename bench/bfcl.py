@@ -9,14 +9,18 @@ Python, its own decoder: "BFCL prompt"). The LLM (Qwen2.5-Coder-1.5B) through
 collab alone; and the SLM with LLM fallback, where a call is escalated when it is
 invalid after repair or its confidence is in the lowest 30% (threshold fitted on
 the other half of the items, 2-fold); a second table shows that for each of
-collab's confidence signals. Categories: simple_python, multiple, parallel,
-irrelevance (a correct answer there calls nothing). In simple_python and multiple
+collab's confidence signals. A third table has every strategy of the README over
+the pair (route, cascade, draft_verify, the LLM reading each SLM call, speculative),
+with LLM tokens read and written and thresholds fitted on simple_python only, and
+``bfcl.png`` plots it. Categories: simple_python, multiple, parallel,
+parallel_multiple, irrelevance (a correct answer there calls nothing). In simple_python and multiple
 the question asks for one call, so both collab (``parallel=False``) and the plain
 prompt are told one call; parallel and irrelevance allow a list. Results are
 cached per item, so an interrupted run resumes, and a row from an older setup
 is completed where it lacks something.
 
-    python bench/bfcl.py [--limit 20] [--categories simple_python,multiple,parallel,irrelevance]
+    python bench/bfcl.py [--limit 20] [--categories multiple,parallel_multiple]
+        [--slms qwen2.5-coder-0.5b] [--runs collab,read,draft_verify] [--report]
 
 Needs ``pip install --no-deps bfcl-eval`` (its data and AST checker only; see
 ``make bench``).
