@@ -112,7 +112,7 @@ class ToolCaller:
         if self.llm_reads and why_not:
             raise CapabilityError(
                 f"the LLM cannot read the SLM's calls: {why_not}",
-                hint="leave llm_reads unset, or serve the LLM with prompt log-probabilities "
+                hint="pass llm_reads=False, or serve the LLM with prompt log-probabilities "
                 "(vLLM, make_llm(reads=True))",
             )
         self._reading = why_not is None
