@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,8 +17,17 @@ import numpy.typing as npt
 
 from collab.models.engine import Engine, Sampling
 from collab.speculative.acceptance import accept_greedy, accept_sampling
-from collab.speculative.drafters import CombinedDrafter, Drafter, ModelDrafter
+from collab.speculative.drafters import CombinedDrafter, Draft, Drafter, ModelDrafter
 from collab.speculative.verifiers import LocalVerifier, Verifier, check_same_vocabulary
+
+# Lookup drafts by the length of their match: kind 0 is a model's draft, kinds 1-4
+# prompt lookups matched over 2-3, 4-7, 8-15 and 16 or more tokens.
+MATCH_KINDS = (4, 8, 16)
+
+
+def draft_kind(match: int) -> int:
+    """The cost model's class of a draft: 0 for a model's, 1-4 by lookup match length."""
+    return 0 if match <= 0 else 1 + int(np.searchsorted(MATCH_KINDS, match, side="right"))
 
 
 @dataclass
@@ -30,8 +39,11 @@ class CostModel:
     draft length g are 1 + sum_j prod_{i<=j} a_i — with one a for all
     positions, the familiar (1 - a^(g+1)) / (1 - a). Per position matters for
     prompt-lookup drafts, whose misses come at the start of a draft and whose
-    hits run long. A round costs g draft steps plus one target pass over g + 1
-    tokens; the target alone costs one pass over 1 token per token.
+    hits run long. It is also learnt per kind of draft (``draft_kind``): a
+    lookup that matched 16 tokens of the context is a copy in progress and runs
+    on for long, one that matched 2 (just after an edit) often stops at once.
+    A round costs g draft steps (none for a lookup) plus one target pass over
+    g + 1 tokens; the target alone costs one pass over 1 token per token.
 
     Pass costs are measured per length, not assumed linear: on CPUs a batch
     switches to matrix-matrix kernels past a few tokens, so 32 tokens can cost
@@ -43,36 +55,46 @@ class CostModel:
     smoothing: float = 0.3  # weight of a new timing
     decay: float = 0.95  # weight of a position's counts so far, each time it is judged
     prior: float = 0.7  # acceptance assumed where nothing was tried, worth one round
-    draft_step_s: float = 0.0
-    draft_overhead_s: float = 0.0  # per round: the drafter catching up on the context
+    draft_step_s: float = 0.0  # a model draft's, per token
+    draft_overhead_s: float = 0.0  # per model draft: the drafter catching up on the context
     verify_s: dict[int, float] = field(default_factory=dict)
-    tried: npt.NDArray[np.float64] = field(init=False)
+    tried: npt.NDArray[np.float64] = field(init=False)  # (kind, position)
     kept: npt.NDArray[np.float64] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tried = np.zeros(self.max_gamma)
-        self.kept = np.zeros(self.max_gamma)
+        self.tried = np.zeros((len(MATCH_KINDS) + 2, self.max_gamma))
+        self.kept = np.zeros_like(self.tried)
 
     def observe(
-        self, proposed: int, accepted: int, step_s: float, verify_s: float, overhead_s: float = 0.0
+        self,
+        proposed: int,
+        accepted: int,
+        step_s: float,
+        verify_s: float,
+        overhead_s: float = 0.0,
+        kind: int = 0,
     ) -> None:
-        """One round: tokens proposed and kept; seconds per draft step, to verify, to catch up."""
+        """One round: tokens proposed and kept; seconds per draft step, to verify, to catch
+        up; the kind of draft (``draft_kind``)."""
         w = self.smoothing
         if proposed:
-            self.draft_overhead_s = (1 - w) * self.draft_overhead_s + w * overhead_s
+            tried, kept = self.tried[kind], self.kept[kind]
             reached = min(accepted + 1, proposed, self.max_gamma)  # positions judged
-            self.tried[:reached] = self.tried[:reached] * self.decay + 1
-            self.kept[:reached] *= self.decay
-            self.kept[: min(accepted, self.max_gamma)] += 1
+            tried[:reached] = tried[:reached] * self.decay + 1
+            kept[:reached] *= self.decay
+            kept[: min(accepted, self.max_gamma)] += 1
+        if proposed and not kind:
+            self.draft_overhead_s = (1 - w) * self.draft_overhead_s + w * overhead_s
             old_step = self.draft_step_s
             self.draft_step_s = step_s if not old_step else (1 - w) * old_step + w * step_s
         n = proposed + 1
         old = self.verify_s.get(n)
         self.verify_s[n] = verify_s if old is None else (1 - w) * old + w * verify_s
 
-    def position_acceptance(self) -> npt.NDArray[np.float64]:
+    def position_acceptance(self, kind: int = 0) -> npt.NDArray[np.float64]:
         """a_i for each draft position i: kept / tried, with a prior worth one round."""
-        return (self.kept + self.prior) / (self.tried + 1)
+        rates: npt.NDArray[np.float64] = (self.kept[kind] + self.prior) / (self.tried[kind] + 1)
+        return rates
 
     @property
     def calibrated(self) -> bool:
@@ -94,23 +116,25 @@ class CostModel:
             return float(ys[-1] + slope * (n - xs[-1]))
         return float(np.interp(n, xs, ys))
 
-    def expected_tokens(self, gamma: int) -> float:
-        return float(1 + np.cumprod(self.position_acceptance()[:gamma]).sum())
+    def expected_tokens(self, gamma: int, kind: int = 0) -> float:
+        return float(1 + np.cumprod(self.position_acceptance(kind)[:gamma]).sum())
 
-    def round_cost(self, gamma: int) -> float:
-        return self.draft_overhead_s + gamma * self.draft_step_s + self.pass_cost(gamma + 1)
+    def round_cost(self, gamma: int, kind: int = 0) -> float:
+        drafting = 0.0 if kind else self.draft_overhead_s + gamma * self.draft_step_s
+        return drafting + self.pass_cost(gamma + 1)
 
-    def speedup(self, gamma: int) -> float:
-        return self.expected_tokens(gamma) / self.round_cost(gamma) * self.pass_cost(1)
+    def speedup(self, gamma: int, kind: int = 0) -> float:
+        return self.expected_tokens(gamma, kind) / self.round_cost(gamma, kind) * self.pass_cost(1)
 
-    def best(self) -> tuple[int, float]:
-        """(draft length, predicted speedup over the target alone).
+    def best(self, kind: int = 0, limit: int | None = None) -> tuple[int, float]:
+        """(draft length, predicted speedup over the target alone), for a draft of
+        ``kind`` at most ``limit`` long.
 
         Lengths grow at most twofold past the longest pass measured, so that an
         optimistic guess costs one modest round, not one of ``max_gamma``.
         """
-        reach = min(self.max_gamma, max(4, 2 * (max(self.verify_s) - 1)))
-        options = [(g, self.speedup(g)) for g in range(1, reach + 1)]
+        reach = min(self.max_gamma, max(4, 2 * (max(self.verify_s) - 1)), limit or self.max_gamma)
+        options = [(g, self.speedup(g, kind)) for g in range(1, reach + 1)]
         return max(options, key=lambda o: o[1])
 
 
@@ -201,50 +225,70 @@ class SpeculativeDecoder:
             self.costs.verify_s[2] = time.perf_counter() - start
         self.costs.draft_step_s = model.step_seconds(tokens[-1])
 
-    def _choose(self, since_explore: int, behind: int) -> int:
+    def _choose(self, since_explore: int, behind: int, kind: int, limit: int) -> int:
+        """The draft length of this round, for a draft of ``kind`` at most ``limit`` long
+        (0: the target alone)."""
         if self.fixed_gamma is not None:
-            return self.fixed_gamma
+            return min(self.fixed_gamma, limit)
         if not self.costs.calibrated:
             return 0  # one plain step first: the unit every prediction is measured in
         costs = self.costs
-        gamma, predicted = costs.best()
+        gamma, predicted = costs.best(kind, limit)
         longest = max(costs.verify_s) - 1
-        free = costs.draft_step_s < 0.05 * costs.pass_cost(1)  # prompt lookup
-        if free and longest < costs.max_gamma and since_explore >= self.explore_every:
-            # Now and then try a longer draft than ever verified: long passes can
+        if kind and longest < min(costs.max_gamma, limit) and since_explore >= self.explore_every:
+            # Now and then try a longer lookup than ever verified: long passes can
             # cost far less per token than short ones, which only a measurement shows.
-            return min(costs.max_gamma, 2 * longest)
+            return min(costs.max_gamma, 2 * longest, limit)
         if predicted >= self.off_below:
             return gamma
         # Not worth it now: the target alone, with a probe now and then, whose
         # predicted loss, with the drafter's catch-up on the tokens it has not
         # seen (a prefill runs ~4x faster per token than a step), stays within
         # ``probe_share`` of the time spent without speculation.
-        catch_up = behind * costs.draft_step_s / 4
-        loss = costs.round_cost(gamma) - costs.draft_overhead_s + catch_up
-        loss -= costs.expected_tokens(gamma) * costs.pass_cost(1)
+        catch_up = 0.0 if kind else behind * costs.draft_step_s / 4
+        loss = costs.round_cost(gamma, kind) - (0.0 if kind else costs.draft_overhead_s)
+        loss += catch_up - costs.expected_tokens(gamma, kind) * costs.pass_cost(1)
         return gamma if self._off_s * self.probe_share >= loss else 0
+
+    def _draft(
+        self, tokens: list[int], since_explore: int, behind: int, sampling: Sampling
+    ) -> tuple[Draft | None, int]:
+        """This round's draft (None: the target alone) and its kind (``draft_kind``).
+
+        A lookup is free, so it is made at full length first and cut to what its
+        match's kind has earned; a model's draft is sized before it is made.
+        """
+        n_ctx = getattr(self.verifier.model, "n_ctx", None)
+        room = self.costs.max_gamma  # a draft must not push the check past the context
+        if isinstance(n_ctx, int):
+            room = max(0, min(room, n_ctx - len(tokens) - 1))
+        found = self.drafter.lookup(tokens, room) if room else Draft([])
+        if found.tokens:
+            kind = draft_kind(found.match)
+            gamma = self._choose(since_explore, behind, kind, len(found.tokens))
+            return (replace(found, tokens=found.tokens[:gamma]) if gamma else None), kind
+        if self._draft_model is None or not room:
+            return None, 0  # nothing to look up, and no model to draft with
+        gamma = self._choose(since_explore, behind, 0, room)
+        return (self.drafter.propose(tokens, gamma, sampling) if gamma else None), 0
 
     def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generator[int, None, None]:
         """Tokens after ``prompt``; the caller holds the target's (and drafter's) lock."""
         rng = np.random.default_rng(sampling.seed)
         self.stats = SpecStats()  # per call; the cost model keeps learning across calls
         tokens = list(prompt)
-        since_explore = drafted_at = 0  # drafted_at: context length at the last draft
-        n_ctx = getattr(self.verifier.model, "n_ctx", None)
+        since_explore = drafted_at = 0  # drafted_at: context length at the last model draft
         self.verifier.prefill(tokens)  # so that verify timings measure verification only
         self._calibrate(tokens)
         start = time.perf_counter()
         try:
             while True:
-                gamma = self._choose(since_explore, len(tokens) - drafted_at)
-                if isinstance(n_ctx, int):  # a draft must not push the check past the context
-                    gamma = max(0, min(gamma, n_ctx - len(tokens) - 1))
-                draft = self.drafter.propose(tokens, gamma, sampling) if gamma else None
+                behind = len(tokens) - drafted_at
+                draft, kind = self._draft(tokens, since_explore, behind, sampling)
                 proposed = draft.tokens if draft else []
                 if proposed and self.costs.calibrated:  # its prediction, before the round
-                    self.stats.expected_tokens += self.costs.expected_tokens(len(proposed))
-                    self.stats.expected_s += self.costs.round_cost(len(proposed))
+                    self.stats.expected_tokens += self.costs.expected_tokens(len(proposed), kind)
+                    self.stats.expected_s += self.costs.round_cost(len(proposed), kind)
                 t1 = time.perf_counter()
                 checked = [*tokens, *proposed]
                 self.stats.read += len(checked)
@@ -257,11 +301,11 @@ class SpeculativeDecoder:
                     t2 = time.perf_counter()
                     kept, nxt = accept_sampling(proposed, draft.probs if draft else None, p, rng)
                 step_s, overhead_s = (draft.step_s, draft.overhead_s) if draft else (0.0, 0.0)
-                self.costs.observe(len(proposed), kept, step_s, t2 - t1, overhead_s)
+                self.costs.observe(len(proposed), kept, step_s, t2 - t1, overhead_s, kind)
                 self.drafter.update(len(proposed), kept)
-                self._count(gamma, len(proposed), kept)
+                self._count(len(proposed), kept)
                 self._off_s = 0.0 if proposed else self._off_s + (t2 - t1)
-                drafted_at = len(tokens) if proposed else drafted_at
+                drafted_at = len(tokens) if proposed and not kind else drafted_at
                 longest = len(proposed) >= max(self.costs.verify_s) - 1
                 since_explore = 0 if longest else since_explore + 1
                 for i, token in enumerate([*proposed[:kept], nxt]):
@@ -274,13 +318,13 @@ class SpeculativeDecoder:
             if self.costs.calibrated:
                 self.stats.unit_s = self.costs.pass_cost(1)
 
-    def _count(self, gamma: int, proposed: int, kept: int) -> None:
+    def _count(self, proposed: int, kept: int) -> None:
         stats = self.stats
         if proposed:
             stats.rounds += 1
             stats.proposed += proposed
             stats.accepted += kept
-            stats.gammas.append(gamma)
+            stats.gammas.append(proposed)
         else:
             stats.plain_steps += 1
             stats.expected_tokens += 1

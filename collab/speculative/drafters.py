@@ -28,10 +28,19 @@ class Draft:
     source: str = ""
     step_s: float = 0.0  # seconds per drafted token
     overhead_s: float = 0.0  # seconds spent catching up on the context before drafting
+    match: int = 0  # a lookup draft: how many of the context's last tokens its source matched
 
 
 class Drafter(Protocol):
     name: str
+
+    def lookup(self, context: Sequence[int], k: int) -> Draft:
+        """Up to ``k`` tokens that cost nothing to draft (prompt lookup), or none.
+
+        The decoder asks this first every round, and sizes the draft by the
+        match's strength; ``propose`` is asked only when this finds nothing.
+        """
+        ...
 
     def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
         """Up to ``k`` tokens after ``context``, drafted for a request decoded with ``sampling``."""
@@ -42,29 +51,39 @@ class Drafter(Protocol):
 
 @dataclass
 class NgramDrafter:
-    """Prompt-lookup drafts: continue the latest earlier match of the context's tail.
+    """Prompt-lookup drafts: continue the earlier match of the context's tail.
 
-    Free to compute, and strong when the output copies the input (edits,
-    extraction, RAG). Proposals are point masses: ``probs`` stays None.
+    The match is the longest one (up to ``max_ngram`` tokens, at least
+    ``min_ngram``), the most recent among equals; its length tells the decoder
+    how far to trust it (a copy 16 tokens deep runs on for long; a 2-token
+    match, where an edit just changed the text, often does not). Free to
+    compute, and strong when the output copies the input (edits, extraction,
+    RAG). Proposals are point masses: ``probs`` stays None.
     """
 
-    max_ngram: int = 4
+    max_ngram: int = 16
     min_ngram: int = 2
     name: str = "ngram"
 
-    def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
+    def lookup(self, context: Sequence[int], k: int) -> Draft:
         tokens = np.asarray(context, dtype=np.int64)
         n_total = tokens.size
-        for n in range(min(self.max_ngram, n_total - 1), self.min_ngram - 1, -1):
-            tail = tokens[n_total - n :]
-            # windows[i] == tokens[i : i + n], for starts that leave room for a continuation
-            windows = np.lib.stride_tricks.sliding_window_view(tokens[: n_total - 1], n)
-            hits = np.flatnonzero((windows == tail).all(axis=1))
-            hits = hits[hits + n < n_total]
-            if hits.size:
-                start = int(hits[-1]) + n  # the most recent match
-                return Draft(tokens[start : start + k].tolist(), source=self.name)
-        return Draft([], source=self.name)
+        # ends[i]: where an earlier copy of the tail ends (room left for a continuation)
+        ends = np.flatnonzero(tokens[: n_total - 1] == tokens[n_total - 1 :])
+        matched = 1
+        while ends.size and matched < self.max_ngram:
+            longer = ends[ends >= matched]
+            longer = longer[tokens[longer - matched] == tokens[n_total - 1 - matched]]
+            if not longer.size:
+                break
+            ends, matched = longer, matched + 1
+        if not ends.size or matched < self.min_ngram:
+            return Draft([], source=self.name)
+        start = int(ends[-1]) + 1  # the most recent of the longest matches
+        return Draft(tokens[start : start + k].tolist(), source=self.name, match=matched)
+
+    def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
+        return self.lookup(context, k)
 
     def update(self, proposed: int, accepted: int) -> None:
         pass
@@ -90,6 +109,9 @@ class ModelDrafter:
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
+
+    def lookup(self, context: Sequence[int], k: int) -> Draft:
+        return Draft([], source=self.name)  # every token costs a step of the model
 
     def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
         request = sampling or Sampling(temperature=0.0)
@@ -141,6 +163,9 @@ class CombinedDrafter:
     ngram: NgramDrafter
     model: ModelDrafter
     name: str = "ngram+model"
+
+    def lookup(self, context: Sequence[int], k: int) -> Draft:
+        return self.ngram.lookup(context, k)
 
     def propose(self, context: Sequence[int], k: int, sampling: Sampling | None = None) -> Draft:
         draft = self.ngram.propose(context, k, sampling)
