@@ -2,11 +2,13 @@
 
 Side by side in one run, greedy: the target alone; speculation with SLM drafts,
 prompt-lookup (n-gram) drafts, and both; acceptance; the predicted speedup; and
-llama-cpp-python's own ``LlamaPromptLookupDecoding`` as the peer. Two workloads:
-HumanEval prompts (open generation) and an input-grounded rename task. With
-``--native DIR`` (a llama.cpp build's ``bin``), native llama.cpp's n-gram
-speculation (``llama-speculative-simple --spec-type ngram-simple``) runs on the
-same prompts too: the bound of what prompt lookup can do on this machine.
+llama-cpp-python's own ``LlamaPromptLookupDecoding`` as the peer. Three workloads:
+whole-function edits of HumanEval 0-79's solutions (rename the function, return it
+whole: long copies), the renames of ``data/rename.json`` (input-grounded), and
+HumanEval prompts (open generation). Native llama.cpp's n-gram speculation
+(``llama-speculative-simple --spec-type ngram-simple``, built by ``make
+native-llama``; ``--native DIR`` names another build's ``bin``) runs on the same
+prompts too, and is left out with a message where it was not built.
 
     python bench/speculative.py [--humaneval 0-79] [--functions 20] [--edits 12] [--tokens 128]
         [--edit-tokens 320] [--workloads functions,renames,humaneval] [--configs "n-gram drafts"]

@@ -14,6 +14,7 @@ from collab.models.local_server import LocalLLMServer
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.speculative import (
     CombinedDrafter,
+    CostModel,
     ModelDrafter,
     NgramDrafter,
     RemoteVerifier,
@@ -21,6 +22,7 @@ from collab.speculative import (
     SpeculativeDecoder,
 )
 from collab.speculative.acceptance import accept_greedy, accept_sampling, processed_probs
+from collab.speculative.decoder import draft_kind
 from collab.trace import Trace
 from tests.servers import SMOL
 
@@ -84,6 +86,32 @@ def test_ngram_drafter_continues_the_latest_match() -> None:
     context = [1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 5, 1, 2, 3]
     assert drafter.propose(context, 2).tokens == [7, 8]  # the latest [1, 2, 3] is followed by 7 8
     assert drafter.propose([4, 5, 6], 3).tokens == []
+
+
+def test_ngram_drafter_takes_the_longest_match_and_says_how_long() -> None:
+    # The latest match of the tail is 4 tokens deep (-> 8); an older one is 6 deep (-> 9).
+    context = [1, 2, 3, 4, 5, 6, 9, 0, 3, 4, 5, 6, 8, 1, 2, 3, 4, 5, 6]
+    draft = NgramDrafter().lookup(context, 2)
+    assert (draft.tokens, draft.match) == ([9, 0], 6)
+    assert NgramDrafter(max_ngram=4).lookup(context, 1).tokens == [8]  # capped: the latest
+    assert NgramDrafter().lookup([7, 1, 2], 3).match == 0  # nothing matched
+
+
+def test_cost_model_sizes_each_kind_of_draft_by_its_own_acceptance() -> None:
+    # Pure arithmetic on measured numbers: a long lookup match has earned long drafts,
+    # a short one that kept nothing has earned none.
+    assert [draft_kind(m) for m in (0, 2, 3, 4, 7, 8, 15, 16, 40)] == [0, 1, 1, 2, 2, 3, 3, 4, 4]
+    costs = CostModel(max_gamma=32)
+    costs.verify_s = {1: 1.0, 5: 2.0, 9: 3.0, 17: 4.0, 33: 5.0}  # seconds per pass length
+    for _ in range(20):
+        costs.observe(32, 32, 0.0, 5.0, kind=4)  # copies 16+ deep: every token kept
+        costs.observe(4, 0, 0.0, 2.0, kind=1)  # 2-token matches: the first token rejected
+    costs.observe(4, 2, 0.25, 2.0, 0.5, kind=0)  # a model's draft: 0.25 s a token
+    gamma, speedup = costs.best(4)
+    assert gamma == 32 and speedup > 3
+    assert costs.best(1)[1] < 1  # predicted to lose: the decoder drafts nothing for it
+    assert costs.best(4, limit=6)[0] == 6  # a lookup's continuation is as long as it is
+    assert costs.draft_step_s == 0.25  # lookups, which cost nothing, leave it alone
 
 
 @pytest.fixture(scope="module")
