@@ -106,12 +106,11 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_max_retries: int = Field(3, ge=0)
     n_ctx: int = Field(4096, ge=256, description="context length for local models")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads for local models")
-    cpu_gate: bool = Field(
-        False,
-        description="local llama.cpp models in collab's processes compute one batch at a "
-        "time (collab.models.cpu_gate); off: in turns per batch, a small model waits as "
-        "long as a large one (bench/colocated.py)",
+    n_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for each local model; unset, the SLM and the stand-in "
+        "LLM split the cores (collab.models.defaults.thread_budget)",
     )
     cache_dir: Path = Field(default_factory=lambda: Path(user_cache_dir("collab")))
     prices: dict[str, Price] = Field(

@@ -83,3 +83,17 @@ def test_bad_settings_name_the_field_and_file(
     monkeypatch.setenv("COLLAB_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigurationError, match="not a file"):
         load_settings()
+
+
+def test_local_models_split_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The in-process SLM and the stand-in never ask for more threads than there are cores.
+    from collab.config import Settings
+    from collab.models.defaults import thread_budget
+
+    monkeypatch.delenv("COLLAB_N_THREADS", raising=False)
+    for cores, expected in ((1, (1, 1)), (2, (1, 1)), (4, (1, 3)), (8, (2, 6)), (64, (2, 6))):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert thread_budget(Settings()) == expected
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert thread_budget(Settings(llm_base_url="http://llm:8000/v1")) == (8, 8)  # remote LLM
+    assert thread_budget(Settings(n_threads=3)) == (3, 3)  # the user's choice stands

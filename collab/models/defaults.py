@@ -23,12 +23,32 @@ Announce = Callable[[str], None]
 _SERVERS: dict[tuple[str, int, bool], LocalLLMServer] = {}
 
 
+def thread_budget(settings: Settings) -> tuple[int, int]:
+    """llama.cpp threads for the in-process SLM and for the stand-in LLM server.
+
+    ``n_threads``, when set, is what both get. Otherwise, where the stand-in runs
+    on this machine, the two split the cores and together never ask for more
+    threads than there are (one each at the least): llama.cpp's threads spin
+    while they wait for each other, so two models that each take every core stall
+    one another (in ``bench/colocated.py`` the stand-in finished no request in
+    30 s beside SmolLM2). The SLM gets a quarter (at least one: a small model gains little
+    from more), the LLM the rest. With a remote LLM the SLM takes every core.
+    """
+    if settings.n_threads:
+        return settings.n_threads, settings.n_threads
+    cores = default_threads()
+    if settings.llms or settings.llm_base_url:
+        return cores, cores
+    slm = max(1, cores // 4)
+    return slm, max(1, cores - slm)
+
+
 def make_slm(settings: Settings | None = None, **overrides: object) -> LlamaCppChatModel:
     settings = settings or load_settings()
     params: dict[str, object] = {
         "model": settings.slm,
         "n_ctx": settings.n_ctx,
-        "n_threads": settings.n_threads or default_threads(),
+        "n_threads": thread_budget(settings)[0],
         **overrides,
     }
     return LlamaCppChatModel.model_validate(params)
@@ -83,7 +103,7 @@ def local_server(settings: Settings, *, reads: bool = False) -> LocalLLMServer:
             catalog.resolve(settings.llm),
             alias=settings.llm,
             n_ctx=settings.n_ctx,
-            n_threads=settings.n_threads,
+            n_threads=thread_budget(settings)[1],
             reads=reads,
         )
     return _SERVERS[key]

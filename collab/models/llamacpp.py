@@ -22,7 +22,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from collab.errors import ConfigurationError, ContextLengthError, ModelLoadError
-from collab.models import catalog, cpu_gate
+from collab.models import catalog
 from collab.models.engine import (
     CHATML_TEMPLATE,
     ChatTemplate,
@@ -224,7 +224,6 @@ def load_llama(
             from llama_cpp import Llama
 
             catalog.check_gguf(path)
-            cpu_gate.install()
             try:
                 llama = Llama(
                     model_path=str(path),

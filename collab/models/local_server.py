@@ -102,7 +102,7 @@ class LocalLLMServer:
                 prefix="collab-llm-server-", suffix=".log"
             )
             cmd = [
-                # llama-cpp-python's server, gated (cpu_gate); reading prompts if asked
+                # llama-cpp-python's server; reading prompts if asked
                 sys.executable, "-c",
                 f"from collab.models.reading_server import main; main(reading={self.reads})",
                 "--model", str(self.model_path),

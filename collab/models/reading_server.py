@@ -1,7 +1,6 @@
 """The stand-in LLM server's entry point: llama-cpp-python's server, plus reading at speed.
 
-``main(reading=False)`` serves llama-cpp-python's server as it is; either way its
-decodes go through the CPU gate.
+``main(reading=False)`` serves llama-cpp-python's server as it is.
 
 ``python -m collab.models.reading_server`` takes llama-cpp-python's server
 arguments and serves its app with one addition: ``/v1/completions`` with
@@ -23,7 +22,6 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import Request  # at module level: FastAPI reads the handler's annotations
 
-from collab.models import cpu_gate
 from collab.models.engine import TOP_N, shared_prefix, top_logprobs
 
 KIND = "collab"  # what /v1/models reports as owned_by: the server kind collab probes for
@@ -152,7 +150,7 @@ def add_reading(app: Any) -> None:
 
 
 def main(reading: bool = True) -> None:
-    """llama-cpp-python's server, gated (``cpu_gate``); with ``reading``, it also reads."""
+    """llama-cpp-python's server; with ``reading``, it also reads."""
     import llama_cpp.server.__main__ as entry
     from llama_cpp.server.app import create_app
 
@@ -162,7 +160,6 @@ def main(reading: bool = True) -> None:
             add_reading(app)
         return app
 
-    cpu_gate.install()  # its model computes in turns with collab's in-process models
     entry.create_app = create_reading_app  # type: ignore[attr-defined,assignment]
     entry.main()  # type: ignore[no-untyped-call]
 
