@@ -114,6 +114,18 @@ def test_cost_model_sizes_each_kind_of_draft_by_its_own_acceptance() -> None:
     assert costs.draft_step_s == 0.25  # lookups, which cost nothing, leave it alone
 
 
+def test_cost_model_is_not_talked_out_of_long_drafts_by_one_slow_pass() -> None:
+    # Pure arithmetic: a copy kept whole at 3 tokens, one pass over 5 that happened
+    # to run slow. Seen alone, that pass prices 4-token drafts and longer ones out.
+    costs = CostModel(max_gamma=32)
+    costs.verify_s = {1: 0.10, 4: 0.20, 5: 0.35}
+    for _ in range(20):
+        costs.observe(3, 3, 0.0, 0.20, kind=4)
+    assert costs.pass_cost(5) == pytest.approx(0.25)  # no dearer per token than 4 tokens
+    assert costs.position_acceptance(4)[10] > 0.9  # untried: as good as the position before
+    assert costs.best(4)[0] == 8  # so it grows to twice the longest pass measured
+
+
 @pytest.fixture(scope="module")
 def target_hf():  # type: ignore[no-untyped-def]
     pytest.importorskip("torch", reason="the transformers extra is not installed")

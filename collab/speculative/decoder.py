@@ -92,8 +92,18 @@ class CostModel:
         self.verify_s[n] = verify_s if old is None else (1 - w) * old + w * verify_s
 
     def position_acceptance(self, kind: int = 0) -> npt.NDArray[np.float64]:
-        """a_i for each draft position i: kept / tried, with a prior worth one round."""
-        rates: npt.NDArray[np.float64] = (self.kept[kind] + self.prior) / (self.tried[kind] + 1)
+        """a_i for each draft position i: kept / tried, with a prior worth one round.
+
+        The prior of position 0 is ``prior``; of each later one, the rate of the
+        position before it. A position seldom reached is assumed as good as the
+        last one learnt: a copy kept for 5 tokens is likely to run on, and a model
+        draft's acceptance does not change much along the draft.
+        """
+        kept, tried = self.kept[kind], self.tried[kind]
+        rates = np.empty(self.max_gamma)
+        prior = self.prior
+        for i in range(self.max_gamma):
+            prior = rates[i] = (kept[i] + prior) / (tried[i] + 1)
         return rates
 
     @property
@@ -104,15 +114,20 @@ class CostModel:
     def pass_cost(self, n: int) -> float:
         """Seconds of a target pass over n tokens (needs ``calibrated``).
 
+        A pass over more tokens costs at least as much, and no more per token
+        (on CPUs and GPUs alike a batch amortizes reading the weights): measurements
+        are held to both, so one slow pass cannot price a length out for good.
         Interpolated between measured lengths; past the longest, extended along the
-        last measured slope (free drafters still try longer drafts now and then,
-        which replaces the guess with a measurement).
+        slope from a length at most half as long (two neighbouring lengths' noise
+        would make that slope anything). Trying a longer draft replaces the guess
+        with a measurement.
         """
-        known = sorted(self.verify_s.items())
-        xs, ys = zip(*known, strict=True)
-        ys = tuple(np.maximum.accumulate(ys))
+        xs = np.array(sorted(self.verify_s))
+        ys = np.maximum.accumulate([self.verify_s[x] for x in xs])  # longer is never cheaper,
+        ys = np.minimum(ys, np.minimum.accumulate(ys / xs) * xs)  # nor dearer per token
         if n > xs[-1] and len(xs) > 1:
-            slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+            base = max(i for i, x in enumerate(xs) if x <= max(xs[0], xs[-1] / 2))
+            slope = (ys[-1] - ys[base]) / (xs[-1] - xs[base])
             return float(ys[-1] + slope * (n - xs[-1]))
         return float(np.interp(n, xs, ys))
 
@@ -134,8 +149,10 @@ class CostModel:
         optimistic guess costs one modest round, not one of ``max_gamma``.
         """
         reach = min(self.max_gamma, max(4, 2 * (max(self.verify_s) - 1)), limit or self.max_gamma)
-        options = [(g, self.speedup(g, kind)) for g in range(1, reach + 1)]
-        return max(options, key=lambda o: o[1])
+        tokens = 1 + np.cumsum(np.cumprod(self.position_acceptance(kind)[:reach]))
+        rates = [tokens[g - 1] / self.round_cost(g, kind) for g in range(1, reach + 1)]
+        gamma = int(np.argmax(rates)) + 1
+        return gamma, rates[gamma - 1] * self.pass_cost(1)
 
 
 @dataclass
