@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import os
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ import httpx
 from pydantic import PrivateAttr
 
 from collab.errors import ModelUnavailableError
+from collab.models.llamacpp import default_threads
 from collab.models.openai import OpenAICompatibleChatModel
 from collab.models.server_probe import ServerCapabilities, ServerKind, capabilities_for
 from collab.trace import Location
@@ -66,7 +66,7 @@ class LocalLLMServer:
         self.model_path = model_path
         self.alias = alias
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, min(8, os.cpu_count() or 1))
+        self.n_threads = n_threads or default_threads()
         # reads: prompt log-probabilities at speed (collab.models.reading_server)
         self.logits_all, self.reads = logits_all or reads, reads
         self.port = port
