@@ -178,6 +178,17 @@ def test_sampled_first_tokens_follow_the_target(slm: LlamaCppChatModel) -> None:
     assert chi_square(counts, expected) < CHI2_CRIT[8]
 
 
+def test_lookup_drafts_end_with_a_copied_end_of_turn(slm: LlamaCppChatModel) -> None:
+    # A lookup that copies the prompt's turn boundary stops there: nothing after it is used.
+    engine = slm.engine
+    context = engine.tokenize("total = 1<|im_end|>\nthen more words total = 1")
+    (end,) = engine.tokenize("<|im_end|>")
+    assert engine.is_eog(end)
+    decoder = SpeculativeDecoder(engine, NgramDrafter(), gamma=8)
+    draft, kind = decoder._draft(context, 0, 0, Sampling(temperature=0.0))
+    assert draft is not None and draft.tokens == [end] and kind > 0
+
+
 def test_mismatched_tokenizers_are_refused(slm: LlamaCppChatModel) -> None:
     qwen = LlamaCppChatModel(model="qwen2.5-coder-0.5b", n_ctx=512, n_threads=2)
     with pytest.raises(ConfigurationError, match=r"smollm2-135m.*qwen2\.5-coder-0\.5b"):

@@ -8,7 +8,7 @@ pay, probing again later.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -207,8 +207,12 @@ class SpeculativeDecoder:
         off_below: float = 1.0,
         probe_share: float = 0.05,
         explore_every: int = 32,
+        ends: Callable[[int], bool] | None = None,
     ) -> None:
+        """``ends``: whether a token ends generation (the target engine's ``is_eog`` when
+        ``target`` is an engine): a lookup draft is cut after one, as nothing after it is used."""
         self.verifier: Verifier = LocalVerifier(target) if isinstance(target, Engine) else target
+        self.ends = ends or (target.is_eog if isinstance(target, Engine) else None)
         self.drafter = drafter
         self.fixed_gamma = gamma
         self.costs = CostModel(max_gamma=max_gamma)
@@ -280,6 +284,9 @@ class SpeculativeDecoder:
         if isinstance(n_ctx, int):
             room = max(0, min(room, n_ctx - len(tokens) - 1))
         found = self.drafter.lookup(tokens, room) if room else Draft([])
+        end = next((i for i, t in enumerate(found.tokens) if self.ends and self.ends(t)), None)
+        if end is not None:  # a copy of the prompt's turn boundary: nothing after it is used
+            found = replace(found, tokens=found.tokens[: end + 1])
         if found.tokens:
             kind = draft_kind(found.match)
             gamma = self._choose(since_explore, behind, kind, len(found.tokens))

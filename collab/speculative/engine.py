@@ -45,7 +45,7 @@ class SpeculativeEngine:
         judge = getattr(verifier, "model", None)  # a server, for a RemoteVerifier
         self.location: Location = location_of(judge) if judge is not None else "local"
         self.decoder = SpeculativeDecoder(
-            verifier or target, drafter, gamma=gamma, max_gamma=max_gamma
+            verifier or target, drafter, gamma=gamma, max_gamma=max_gamma, ends=target.is_eog
         )
         self.name = name or f"{target.name}+speculative"
 
