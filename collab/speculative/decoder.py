@@ -131,15 +131,18 @@ class CostModel:
             return float(ys[-1] + slope * (n - xs[-1]))
         return float(np.interp(n, xs, ys))
 
+    def expected_curve(self, longest: int, kind: int = 0) -> npt.NDArray[np.float64]:
+        """Expected tokens per round for draft lengths 0 to ``longest``."""
+        kept = np.cumsum(np.cumprod(self.position_acceptance(kind)[:longest]))
+        curve: npt.NDArray[np.float64] = 1 + np.concatenate(([0.0], kept))
+        return curve
+
     def expected_tokens(self, gamma: int, kind: int = 0) -> float:
-        return float(1 + np.cumprod(self.position_acceptance(kind)[:gamma]).sum())
+        return float(self.expected_curve(gamma, kind)[-1])
 
     def round_cost(self, gamma: int, kind: int = 0) -> float:
         drafting = 0.0 if kind else self.draft_overhead_s + gamma * self.draft_step_s
         return drafting + self.pass_cost(gamma + 1)
-
-    def speedup(self, gamma: int, kind: int = 0) -> float:
-        return self.expected_tokens(gamma, kind) / self.round_cost(gamma, kind) * self.pass_cost(1)
 
     def best(self, kind: int = 0, limit: int | None = None) -> tuple[int, float]:
         """(draft length, predicted speedup over the target alone), for a draft of
@@ -149,8 +152,8 @@ class CostModel:
         optimistic guess costs one modest round, not one of ``max_gamma``.
         """
         reach = min(self.max_gamma, max(4, 2 * (max(self.verify_s) - 1)), limit or self.max_gamma)
-        tokens = 1 + np.cumsum(np.cumprod(self.position_acceptance(kind)[:reach]))
-        rates = [tokens[g - 1] / self.round_cost(g, kind) for g in range(1, reach + 1)]
+        tokens = self.expected_curve(reach, kind)
+        rates = [tokens[g] / self.round_cost(g, kind) for g in range(1, reach + 1)]
         gamma = int(np.argmax(rates)) + 1
         return gamma, rates[gamma - 1] * self.pass_cost(1)
 
